@@ -1,0 +1,905 @@
+//! `UserFs`: the operations front-ends call, authorized and logged.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Instant, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use wharf_audit::{Activity, AuditLog, Event, SessionFields};
+use wharf_storage::{Key, Kind, Lister, Meta, Reader, Writer};
+
+use crate::authorize::{AccessRequest, Action, Authorizer};
+use crate::error::{Error, ErrorKind, Result};
+use crate::namespace::{Mount, MountKind, Namespace, Resolved};
+use crate::path::VirtualPath;
+
+/// Where a session's activity lines go, and the fields they all carry.
+#[derive(Debug, Clone)]
+pub struct AuditContext {
+    pub log: AuditLog,
+    pub session: Arc<SessionFields>,
+}
+
+impl AuditContext {
+    fn record(&self, activity: Activity, event: &Event<'_>) {
+        self.log.record(activity, &self.session, event);
+    }
+}
+
+/// What `stat` and listings report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Metadata {
+    pub kind: Kind,
+    pub size: u64,
+    pub modified: Option<SystemTime>,
+    /// Unix permission bits where the store has them.
+    pub mode: Option<u32>,
+}
+
+impl Metadata {
+    fn directory() -> Metadata {
+        Metadata {
+            kind: Kind::Directory,
+            size: 0,
+            modified: None,
+            mode: None,
+        }
+    }
+
+    pub fn is_dir(&self) -> bool {
+        self.kind == Kind::Directory
+    }
+}
+
+impl From<Meta> for Metadata {
+    fn from(meta: Meta) -> Metadata {
+        Metadata {
+            kind: meta.kind,
+            size: meta.size,
+            modified: meta.modified,
+            mode: meta.mode,
+        }
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirEntry {
+    pub name: String,
+    pub meta: Metadata,
+}
+
+struct Inner {
+    namespace: Namespace,
+    authorizer: Arc<dyn Authorizer>,
+    audit: AuditContext,
+}
+
+/// The filesystem of one authenticated session. Cheap to clone; clones
+/// share everything, so concurrent requests of a session can each hold one.
+#[derive(Clone)]
+pub struct UserFs {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for UserFs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserFs")
+            .field("home", self.home())
+            .finish_non_exhaustive()
+    }
+}
+
+/// `/STORE/key`, the path AWS Transfer Family writes in its log lines.
+fn store_path(mount: &Mount, key: &Key) -> String {
+    if key.is_root() {
+        format!("/{}", mount.store.name)
+    } else {
+        format!("/{}/{}", mount.store.name, key.as_str())
+    }
+}
+
+/// The key as a directory for policy purposes: `dir/`, or "" for the root.
+fn dir_key(key: &Key) -> String {
+    if key.is_root() {
+        String::new()
+    } else {
+        format!("{}/", key.as_str())
+    }
+}
+
+impl UserFs {
+    pub fn new(
+        namespace: Namespace,
+        authorizer: Arc<dyn Authorizer>,
+        audit: AuditContext,
+    ) -> UserFs {
+        UserFs {
+            inner: Arc::new(Inner {
+                namespace,
+                authorizer,
+                audit,
+            }),
+        }
+    }
+
+    /// Where the session starts (the HomeDirectory, or `/` when LOGICAL).
+    pub fn home(&self) -> &VirtualPath {
+        self.inner.namespace.home()
+    }
+
+    /// The session's log context, for front-end lines (CONNECTED, ...).
+    pub fn audit(&self) -> &AuditContext {
+        &self.inner.audit
+    }
+
+    /// Resolves a client path against `base` (a relative path is relative to
+    /// it), refusing hostile input.
+    pub fn path(&self, base: &VirtualPath, input: &str) -> Result<VirtualPath> {
+        Ok(base.join(input)?)
+    }
+
+    fn resolve(&self, path: &VirtualPath) -> Result<Resolved<'_>> {
+        self.inner
+            .namespace
+            .resolve(path)
+            .map_err(|e| Error::new(ErrorKind::InvalidPath, e.0))
+    }
+
+    /// Asks the authorizer; a denial is logged as ACCESS_DENIED and becomes
+    /// [`ErrorKind::PermissionDenied`].
+    fn authorize(
+        &self,
+        operation: &str,
+        path: &VirtualPath,
+        request: AccessRequest<'_>,
+    ) -> Result<()> {
+        match self.inner.authorizer.authorize(&request) {
+            Ok(()) => Ok(()),
+            Err(denied) => {
+                let message = format!("{} on {}", request.action, request.resource_arn());
+                self.inner.audit.record(
+                    Activity::AccessDenied,
+                    &Event {
+                        path: Some(path.as_str()),
+                        operation: Some(operation),
+                        message: Some(&message),
+                        reason: Some(&denied.reason),
+                        ..Event::default()
+                    },
+                );
+                Err(Error::denied(format!("{path}: permission denied")))
+            }
+        }
+    }
+
+    fn log_error(&self, operation: &str, path: &str, error: &Error) {
+        self.inner.audit.record(
+            Activity::Error,
+            &Event {
+                path: Some(path),
+                operation: Some(operation),
+                message: Some(&error.message),
+                ..Event::default()
+            },
+        );
+    }
+
+    /// Metadata of a file or directory.
+    pub async fn stat(&self, path: &VirtualPath) -> Result<Metadata> {
+        match self.resolve(path)? {
+            Resolved::Virtual => Ok(Metadata::directory()),
+            Resolved::Unmapped => Err(Error::not_found(path)),
+            Resolved::Object {
+                mount,
+                key,
+                is_mount_point,
+            } => {
+                self.authorize(
+                    "STAT",
+                    path,
+                    AccessRequest {
+                        action: Action::ListBucket,
+                        store: &mount.store.name,
+                        key: key.as_str(),
+                        delimiter: None,
+                    },
+                )?;
+                match mount.store.store.head(&key).await? {
+                    Some(meta) => Ok(meta.into()),
+                    // A mapping target that does not exist yet is an empty directory.
+                    None if is_mount_point && mount.kind == MountKind::Directory => {
+                        Ok(Metadata::directory())
+                    }
+                    None => Err(Error::not_found(path)),
+                }
+            }
+        }
+    }
+
+    /// Lists a directory, page by page.
+    pub async fn list(&self, path: &VirtualPath) -> Result<DirListing> {
+        let (store_lister, mapped_names) = match self.resolve(path)? {
+            Resolved::Unmapped => return Err(Error::not_found(path)),
+            Resolved::Virtual => (None, false),
+            Resolved::Object {
+                mount,
+                key,
+                is_mount_point,
+            } => {
+                if mount.kind == MountKind::File {
+                    return Err(Error::new(
+                        ErrorKind::NotADirectory,
+                        format!("{path}: not a directory"),
+                    ));
+                }
+                let prefix = dir_key(&key);
+                self.authorize(
+                    "LIST",
+                    path,
+                    AccessRequest {
+                        action: Action::ListBucket,
+                        store: &mount.store.name,
+                        key: &prefix,
+                        delimiter: Some("/"),
+                    },
+                )?;
+                if !is_mount_point {
+                    match mount.store.store.head(&key).await? {
+                        Some(meta) if meta.kind == Kind::Directory => {}
+                        Some(_) => {
+                            return Err(Error::new(
+                                ErrorKind::NotADirectory,
+                                format!("{path}: not a directory"),
+                            ));
+                        }
+                        None => return Err(Error::not_found(path)),
+                    }
+                }
+                (Some(mount.store.store.list(&key).await?), true)
+            }
+        };
+        let mut virtual_entries = VecDeque::new();
+        let mut shadowed = std::collections::HashSet::new();
+        for (name, mount) in self.inner.namespace.virtual_children(path) {
+            let meta = match mount {
+                Some(mount) if mount.kind == MountKind::File => {
+                    match self.file_mount_meta(mount).await {
+                        Some(meta) => meta,
+                        None => continue,
+                    }
+                }
+                Some(mount) if !self.may_see(mount) => continue,
+                _ => Metadata::directory(),
+            };
+            if mapped_names {
+                shadowed.insert(name.clone());
+            }
+            virtual_entries.push_back(DirEntry { name, meta });
+        }
+        Ok(DirListing {
+            virtual_entries,
+            shadowed,
+            store: store_lister,
+        })
+    }
+
+    /// A mount point is listed when the user could list it or their home is in it.
+    fn may_see(&self, mount: &Mount) -> bool {
+        if self.home().starts_with(&mount.entry) {
+            return true;
+        }
+        let prefix = if mount.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", mount.prefix)
+        };
+        self.inner
+            .authorizer
+            .authorize(&AccessRequest {
+                action: Action::ListBucket,
+                store: &mount.store.name,
+                key: &prefix,
+                delimiter: Some("/"),
+            })
+            .is_ok()
+    }
+
+    async fn file_mount_meta(&self, mount: &Mount) -> Option<Metadata> {
+        let key = Key::anchored(&mount.prefix, "").ok()?;
+        self.inner
+            .authorizer
+            .authorize(&AccessRequest {
+                action: Action::ListBucket,
+                store: &mount.store.name,
+                key: key.as_str(),
+                delimiter: None,
+            })
+            .ok()?;
+        match mount.store.store.head(&key).await {
+            Ok(Some(meta)) => Some(meta.into()),
+            _ => None,
+        }
+    }
+
+    /// Opens a file for reading. `OPEN` is logged; `CLOSE` when the reader
+    /// is closed (`PARTIAL_CLOSE` if it is dropped unclosed).
+    pub async fn open_read(&self, path: &VirtualPath) -> Result<FileReader> {
+        let (mount, key) = match self.resolve(path)? {
+            Resolved::Unmapped => return Err(Error::not_found(path)),
+            Resolved::Virtual => {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!("{path}: is a directory"),
+                ));
+            }
+            Resolved::Object {
+                mount,
+                key,
+                is_mount_point,
+            } => {
+                if is_mount_point && mount.kind == MountKind::Directory {
+                    return Err(Error::new(
+                        ErrorKind::IsADirectory,
+                        format!("{path}: is a directory"),
+                    ));
+                }
+                (mount, key)
+            }
+        };
+        self.authorize(
+            "OPEN",
+            path,
+            AccessRequest {
+                action: Action::GetObject,
+                store: &mount.store.name,
+                key: key.as_str(),
+                delimiter: None,
+            },
+        )?;
+        let log_path = store_path(mount, &key);
+        let reader = match mount.store.store.open_read(&key).await {
+            Ok(reader) => reader,
+            Err(error) => {
+                let error = Error::from(error);
+                if error.kind != ErrorKind::NotFound && error.kind != ErrorKind::IsADirectory {
+                    self.log_error("OPEN", &log_path, &error);
+                }
+                return Err(error);
+            }
+        };
+        self.inner.audit.record(
+            Activity::Open,
+            &Event {
+                path: Some(&log_path),
+                mode: Some("READ"),
+                ..Event::default()
+            },
+        );
+        Ok(FileReader {
+            reader,
+            fs: self.clone(),
+            log_path,
+            opened: Instant::now(),
+            bytes_out: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens a file for writing. Nothing is visible under `path` until
+    /// [`FileWriter::close`] succeeds. `mode` is logged (`CREATE|TRUNCATE|WRITE`).
+    pub async fn open_write(&self, path: &VirtualPath, mode: &str) -> Result<FileWriter> {
+        let (mount, key) = self.writable(path, "OPEN")?;
+        self.authorize(
+            "OPEN",
+            path,
+            AccessRequest {
+                action: Action::PutObject,
+                store: &mount.store.name,
+                key: key.as_str(),
+                delimiter: None,
+            },
+        )?;
+        let log_path = store_path(mount, &key);
+        let writer = match mount.store.store.open_write(&key).await {
+            Ok(writer) => writer,
+            Err(error) => {
+                let error = Error::from(error);
+                self.log_error("OPEN", &log_path, &error);
+                return Err(error);
+            }
+        };
+        self.inner.audit.record(
+            Activity::Open,
+            &Event {
+                path: Some(&log_path),
+                mode: Some(mode),
+                ..Event::default()
+            },
+        );
+        Ok(FileWriter {
+            writer: Some(writer),
+            fs: self.clone(),
+            log_path,
+            opened: Instant::now(),
+            bytes_in: 0,
+            random_write: mount.store.store.capabilities().random_write,
+        })
+    }
+
+    /// The mount and key of a path that may be written or removed: inside a
+    /// mapping, and not the mapping's entry itself.
+    fn writable<'a>(&'a self, path: &VirtualPath, operation: &str) -> Result<(&'a Mount, Key)> {
+        match self.resolve(path)? {
+            Resolved::Unmapped => Err(Error::denied(format!(
+                "{path}: {operation} is allowed only inside mapped directories"
+            ))),
+            Resolved::Virtual => Err(Error::denied(format!(
+                "{path}: a mapped directory cannot be changed"
+            ))),
+            Resolved::Object {
+                mount,
+                key,
+                is_mount_point,
+            } => {
+                if is_mount_point && mount.kind == MountKind::Directory {
+                    return Err(Error::new(
+                        ErrorKind::IsADirectory,
+                        format!("{path}: is a mapped directory"),
+                    ));
+                }
+                Ok((mount, key))
+            }
+        }
+    }
+
+    /// Deletes a file.
+    pub async fn remove(&self, path: &VirtualPath) -> Result<()> {
+        let (mount, key) = self.writable(path, "DELETE")?;
+        if mount.kind == MountKind::File {
+            return Err(Error::denied(format!(
+                "{path}: a mapped file cannot be deleted"
+            )));
+        }
+        self.authorize(
+            "DELETE",
+            path,
+            AccessRequest {
+                action: Action::DeleteObject,
+                store: &mount.store.name,
+                key: key.as_str(),
+                delimiter: None,
+            },
+        )?;
+        let log_path = store_path(mount, &key);
+        self.logged(
+            "DELETE",
+            Activity::Delete,
+            &log_path,
+            mount.store.store.delete(&key).await,
+        )
+    }
+
+    /// Creates a directory.
+    pub async fn mkdir(&self, path: &VirtualPath) -> Result<()> {
+        let (mount, key) = match self.resolve(path)? {
+            Resolved::Virtual => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path}: already exists"),
+                ));
+            }
+            Resolved::Object {
+                is_mount_point: true,
+                ..
+            } => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path}: already exists"),
+                ));
+            }
+            _ => self.writable(path, "MKDIR")?,
+        };
+        let marker = dir_key(&key);
+        self.authorize(
+            "MKDIR",
+            path,
+            AccessRequest {
+                action: Action::PutObject,
+                store: &mount.store.name,
+                key: &marker,
+                delimiter: None,
+            },
+        )?;
+        let log_path = store_path(mount, &key);
+        self.logged(
+            "MKDIR",
+            Activity::Mkdir,
+            &log_path,
+            mount.store.store.create_dir(&key).await,
+        )
+    }
+
+    /// Removes an empty directory.
+    pub async fn rmdir(&self, path: &VirtualPath) -> Result<()> {
+        let (mount, key) = match self.resolve(path)? {
+            Resolved::Object {
+                is_mount_point: true,
+                ..
+            }
+            | Resolved::Virtual => {
+                return Err(Error::denied(format!(
+                    "{path}: a mapped directory cannot be removed"
+                )));
+            }
+            _ => self.writable(path, "RMDIR")?,
+        };
+        let marker = dir_key(&key);
+        self.authorize(
+            "RMDIR",
+            path,
+            AccessRequest {
+                action: Action::DeleteObject,
+                store: &mount.store.name,
+                key: &marker,
+                delimiter: None,
+            },
+        )?;
+        match mount.store.store.head(&key).await? {
+            None => return Err(Error::not_found(path)),
+            Some(meta) if meta.kind != Kind::Directory => {
+                return Err(Error::new(
+                    ErrorKind::NotADirectory,
+                    format!("{path}: not a directory"),
+                ));
+            }
+            Some(_) => {}
+        }
+        let log_path = store_path(mount, &key);
+        self.logged(
+            "RMDIR",
+            Activity::Rmdir,
+            &log_path,
+            mount.store.store.delete_dir(&key).await,
+        )
+    }
+
+    /// Renames a file (or a directory, where the store can). With `replace`
+    /// false an existing destination is an error.
+    pub async fn rename(&self, from: &VirtualPath, to: &VirtualPath, replace: bool) -> Result<()> {
+        let (from_mount, from_key) = self.writable(from, "RENAME")?;
+        let (to_mount, to_key) = self.writable(to, "RENAME")?;
+        if from_mount.kind == MountKind::File || to_mount.kind == MountKind::File {
+            return Err(Error::denied("a mapped file cannot be renamed"));
+        }
+        if !Arc::ptr_eq(&from_mount.store, &to_mount.store) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "renaming between different stores is not supported",
+            ));
+        }
+        let store = &from_mount.store;
+        let source = store
+            .store
+            .head(&from_key)
+            .await?
+            .ok_or_else(|| Error::not_found(from))?;
+        let is_dir = source.kind == Kind::Directory;
+        if is_dir && !store.store.capabilities().rename_directory {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("{from}: renaming a directory is not supported on this store"),
+            ));
+        }
+        let (source_key, target_key) = if is_dir {
+            (dir_key(&from_key), dir_key(&to_key))
+        } else {
+            (from_key.as_str().to_owned(), to_key.as_str().to_owned())
+        };
+        for (action, key, path) in [
+            (Action::GetObject, &source_key, from),
+            (Action::PutObject, &target_key, to),
+            (Action::DeleteObject, &source_key, from),
+        ] {
+            self.authorize(
+                "RENAME",
+                path,
+                AccessRequest {
+                    action,
+                    store: &store.name,
+                    key,
+                    delimiter: None,
+                },
+            )?;
+        }
+        let log_from = store_path(from_mount, &from_key);
+        let log_to = store_path(to_mount, &to_key);
+        match store.store.rename(&from_key, &to_key, replace).await {
+            Ok(()) => {
+                let message = format!("renamed to {log_to}");
+                self.inner.audit.record(
+                    Activity::Rename,
+                    &Event {
+                        path: Some(&log_from),
+                        new_path: Some(&log_to),
+                        message: Some(&message),
+                        ..Event::default()
+                    },
+                );
+                Ok(())
+            }
+            Err(error) => {
+                let error = Error::from(error);
+                self.log_error("RENAME", &log_from, &error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sets the modification time (SETSTAT). Stores without times accept
+    /// it as a no-op; the line is logged either way.
+    pub async fn set_modified(
+        &self,
+        path: &VirtualPath,
+        modified: Option<SystemTime>,
+    ) -> Result<()> {
+        let (mount, key) = match self.resolve(path)? {
+            Resolved::Unmapped => return Err(Error::not_found(path)),
+            Resolved::Virtual => {
+                self.inner.audit.record(
+                    Activity::Setstat,
+                    &Event {
+                        path: Some(path.as_str()),
+                        message: Some("ignored on a mapped directory"),
+                        ..Event::default()
+                    },
+                );
+                return Ok(());
+            }
+            Resolved::Object { mount, key, .. } => (mount, key),
+        };
+        self.authorize(
+            "SETSTAT",
+            path,
+            AccessRequest {
+                action: Action::PutObject,
+                store: &mount.store.name,
+                key: key.as_str(),
+                delimiter: None,
+            },
+        )?;
+        let log_path = store_path(mount, &key);
+        let store = &mount.store.store;
+        let result = match modified {
+            Some(time) if store.capabilities().set_times => {
+                if store.head(&key).await?.is_none() {
+                    return Err(Error::not_found(path));
+                }
+                store.set_modified(&key, time).await
+            }
+            _ => Ok(()),
+        };
+        self.logged("SETSTAT", Activity::Setstat, &log_path, result)
+    }
+
+    fn logged(
+        &self,
+        operation: &str,
+        activity: Activity,
+        log_path: &str,
+        result: wharf_storage::Result<()>,
+    ) -> Result<()> {
+        match result {
+            Ok(()) => {
+                self.inner.audit.record(
+                    activity,
+                    &Event {
+                        path: Some(log_path),
+                        ..Event::default()
+                    },
+                );
+                Ok(())
+            }
+            Err(error) => {
+                let error = Error::from(error);
+                self.log_error(operation, log_path, &error);
+                Err(error)
+            }
+        }
+    }
+}
+
+/// A directory listing in progress: the virtual entries first, then the
+/// store's pages (without names a virtual entry shadows).
+pub struct DirListing {
+    virtual_entries: VecDeque<DirEntry>,
+    shadowed: std::collections::HashSet<String>,
+    store: Option<Box<dyn Lister>>,
+}
+
+impl DirListing {
+    /// The next at most `limit` entries; `None` when done.
+    pub async fn next_page(&mut self, limit: usize) -> Result<Option<Vec<DirEntry>>> {
+        let limit = limit.max(1);
+        if !self.virtual_entries.is_empty() {
+            let n = limit.min(self.virtual_entries.len());
+            return Ok(Some(self.virtual_entries.drain(..n).collect()));
+        }
+        loop {
+            let Some(lister) = self.store.as_mut() else {
+                return Ok(None);
+            };
+            match lister.next_page(limit).await? {
+                None => {
+                    self.store = None;
+                    return Ok(None);
+                }
+                Some(page) => {
+                    let entries: Vec<DirEntry> = page
+                        .into_iter()
+                        .filter(|e| !self.shadowed.contains(&e.name))
+                        .map(|e| DirEntry {
+                            name: e.name,
+                            meta: e.meta.into(),
+                        })
+                        .collect();
+                    if !entries.is_empty() {
+                        return Ok(Some(entries));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A file open for reading.
+pub struct FileReader {
+    reader: Box<dyn Reader>,
+    fs: UserFs,
+    log_path: String,
+    opened: Instant,
+    bytes_out: AtomicU64,
+    closed: AtomicBool,
+}
+
+impl FileReader {
+    /// The size when opened.
+    pub fn size(&self) -> u64 {
+        self.reader.size()
+    }
+
+    /// Appends up to `len` bytes at `offset` to `buf`; fewer only at the end.
+    pub async fn read_at(&self, offset: u64, len: usize, buf: BytesMut) -> Result<BytesMut> {
+        let before = buf.len();
+        let buf = self.reader.read_at(offset, len, buf).await?;
+        self.bytes_out
+            .fetch_add((buf.len() - before) as u64, Ordering::Relaxed);
+        Ok(buf)
+    }
+
+    /// Closes the file and logs `CLOSE`.
+    pub fn close(self) {
+        self.finish_log(Activity::Close);
+    }
+
+    fn finish_log(&self, activity: Activity) {
+        if self.closed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        self.fs.inner.audit.record(
+            activity,
+            &Event {
+                path: Some(&self.log_path),
+                bytes_out: Some(self.bytes_out.load(Ordering::Relaxed)),
+                duration_ms: Some(elapsed_ms(self.opened)),
+                ..Event::default()
+            },
+        );
+    }
+}
+
+impl Drop for FileReader {
+    fn drop(&mut self) {
+        self.finish_log(Activity::PartialClose);
+    }
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A file being written. Dropping it unclosed discards the upload.
+pub struct FileWriter {
+    writer: Option<Box<dyn Writer>>,
+    fs: UserFs,
+    log_path: String,
+    opened: Instant,
+    bytes_in: u64,
+    random_write: bool,
+}
+
+impl FileWriter {
+    /// Whether writes may come at any offset (else only sequentially).
+    pub fn random_write(&self) -> bool {
+        self.random_write
+    }
+
+    /// Writes at `offset`. An error may belong to an earlier buffered write.
+    pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
+        let writer = self
+            .writer
+            .as_mut()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, "write after close"))?;
+        let len = data.len() as u64;
+        writer.write_at(offset, data).await?;
+        self.bytes_in += len;
+        Ok(())
+    }
+
+    /// Records a modification time to apply when the file is finished.
+    pub fn set_modified(&mut self, modified: SystemTime) {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.set_modified(modified);
+        }
+    }
+
+    /// Makes the file visible under its name and logs `CLOSE`. On failure
+    /// the upload is discarded, `ERROR` is logged and nothing is visible.
+    pub async fn close(mut self) -> Result<()> {
+        let Some(writer) = self.writer.take() else {
+            return Ok(());
+        };
+        match writer.finish().await {
+            Ok(_) => {
+                self.fs.inner.audit.record(
+                    Activity::Close,
+                    &Event {
+                        path: Some(&self.log_path),
+                        bytes_in: Some(self.bytes_in),
+                        duration_ms: Some(elapsed_ms(self.opened)),
+                        ..Event::default()
+                    },
+                );
+                Ok(())
+            }
+            Err(error) => {
+                let error = Error::from(error);
+                self.fs.log_error("CLOSE", &self.log_path, &error);
+                Err(error)
+            }
+        }
+    }
+
+    /// Discards the upload and logs `PARTIAL_CLOSE`.
+    pub async fn abort(mut self) {
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.abort().await;
+            self.log_partial();
+        }
+    }
+
+    fn log_partial(&self) {
+        self.fs.inner.audit.record(
+            Activity::PartialClose,
+            &Event {
+                path: Some(&self.log_path),
+                bytes_in: Some(self.bytes_in),
+                duration_ms: Some(elapsed_ms(self.opened)),
+                ..Event::default()
+            },
+        );
+    }
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            // The store's writer cleans up when dropped.
+            self.log_partial();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,30 @@
+//! The virtual filesystem of one authenticated session.
+//!
+//! [`UserFs`] is the only road from a front-end to bytes. It turns client
+//! paths into [`VirtualPath`]s, maps them through the session's home
+//! directory ([`Namespace`]) to store keys, asks the session's
+//! [`Authorizer`] about every operation before any store is touched, and
+//! writes the activity log lines (OPEN, CLOSE, MKDIR, ...) for every
+//! protocol alike.
+//!
+//! Architecture invariants:
+//! - No protocol vocabulary here: operations are `stat`, `list`,
+//!   `open_read`, `open_write`, `remove`, `mkdir`, `rmdir`, `rename`,
+//!   `set_modified`; errors are [`ErrorKind`]s that front-ends map to wire
+//!   codes.
+//! - A `UserFs` cannot be built without an [`Authorizer`]; no configuration
+//!   turns authorization off.
+//! - [`VirtualPath`] and [`Namespace`] do no I/O.
+
+mod authorize;
+mod error;
+mod fs;
+mod namespace;
+mod path;
+
+pub use authorize::{AccessRequest, Action, Authorizer, Denied, HomeTargets, Target};
+pub use error::{Error, ErrorKind, Result};
+pub use fs::{AuditContext, DirEntry, DirListing, FileReader, FileWriter, Metadata, UserFs};
+pub use namespace::{Mount, MountKind, Namespace, Resolved, StoreHandle};
+pub use path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathError, VirtualPath};
+pub use wharf_storage::Kind;
