@@ -1,0 +1,300 @@
+//! Identity providers: who a user is and what their session looks like.
+//!
+//! Every provider answers a [`LoginRequest`] the way an AWS Transfer Family
+//! custom identity provider does: with the response object (`Role`, `Policy`,
+//! `HomeDirectoryType`, `HomeDirectory`, `HomeDirectoryDetails`, `PublicKeys`,
+//! `PosixProfile`, plus wharf's `SessionTags`), or with a denial. One shared
+//! path, [`authenticate`], then validates that response into an [`Identity`]
+//! and checks public keys, so every provider obeys the same rules.
+//!
+//! Architecture invariant: this crate knows no protocol beyond the name that
+//! goes into the request (`SFTP`, `FTPS`, `FTP`), no store and no policy
+//! semantics; the caller passes what validation needs in a
+//! [`ValidationContext`].
+
+mod password;
+mod response;
+pub mod service_managed;
+mod username;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+pub use russh::keys::PublicKey;
+use russh::keys::ssh_key::HashAlg;
+
+pub use password::{hash_password, verify_password};
+pub use response::validate_response;
+pub use username::{UsernameError, check_username};
+
+/// The protocol a login arrives on, as AWS names it in the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    Sftp,
+    Ftps,
+    Ftp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Sftp => "SFTP",
+            Protocol::Ftps => "FTPS",
+            Protocol::Ftp => "FTP",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A password. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn new(password: impl Into<String>) -> Password {
+        Password(password.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// What the client proved.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    Password(Password),
+    /// A key whose signature the SSH layer has verified.
+    PublicKey(PublicKey),
+}
+
+/// One login attempt, as the provider is asked about it.
+#[derive(Debug, Clone)]
+pub struct LoginRequest {
+    pub username: String,
+    pub credential: Credential,
+    pub protocol: Protocol,
+    pub source_ip: IpAddr,
+    pub server_id: String,
+}
+
+/// A provider's raw answer: what `wharf test-idp` prints as `StatusCode`,
+/// `Message` and `Response`.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status_code: u16,
+    pub message: String,
+    /// The response object; `None` means denied (the message says why).
+    pub response: Option<serde_json::Value>,
+}
+
+impl Answer {
+    pub fn denied(status_code: u16, message: impl Into<String>) -> Answer {
+        Answer {
+            status_code,
+            message: message.into(),
+            response: None,
+        }
+    }
+}
+
+/// A source of user session descriptions.
+#[async_trait]
+pub trait IdentityProvider: Send + Sync + 'static {
+    /// The `identity_provider.type` this implements.
+    fn kind(&self) -> &'static str;
+
+    /// The longest a query may take; past it the login is denied.
+    fn timeout(&self) -> Duration;
+
+    /// Asks about one login. Failures of the provider itself are answers
+    /// too (denials with a reason), never panics or hangs.
+    async fn query(&self, request: &LoginRequest) -> Answer;
+}
+
+/// One LOGICAL home directory entry after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogicalEntry {
+    /// Normalised absolute visible path (`/` or `/a/b`).
+    pub entry: String,
+    pub store: String,
+    /// Key prefix in the store, "" for its root.
+    pub prefix: String,
+    pub is_file: bool,
+}
+
+/// Where the user's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Home {
+    /// HomeDirectoryType PATH: real paths `/STORE/prefix`, starting here.
+    Path { store: String, prefix: String },
+    /// HomeDirectoryType LOGICAL: chrooted to the union of the entries.
+    Logical(Vec<LogicalEntry>),
+}
+
+impl Home {
+    /// The `home-dir` log field: `/STORE/prefix`, or `/` for LOGICAL.
+    pub fn display(&self) -> String {
+        match self {
+            Home::Path { store, prefix } if prefix.is_empty() => format!("/{store}"),
+            Home::Path { store, prefix } => format!("/{store}/{prefix}"),
+            Home::Logical(_) => "/".to_owned(),
+        }
+    }
+}
+
+/// POSIX ownership for filesystem stores.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PosixProfile {
+    #[serde(rename = "Uid")]
+    pub uid: u32,
+    #[serde(rename = "Gid")]
+    pub gid: u32,
+    #[serde(rename = "SecondaryGids")]
+    pub secondary_gids: Vec<u32>,
+}
+
+/// A validated user session description.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub username: String,
+    /// The `[roles]` NAME, or `None` for the built-in default role.
+    pub role: Option<String>,
+    /// The session (scope-down) policy, as JSON.
+    pub policy: Option<serde_json::Value>,
+    pub home: Home,
+    pub public_keys: Vec<PublicKey>,
+    pub posix_profile: Option<PosixProfile>,
+    pub session_tags: BTreeMap<String, String>,
+    /// Response fields wharf does not know (logged, ignored).
+    pub unknown_fields: Vec<String>,
+}
+
+/// What response validation needs to know about the configuration.
+#[derive(Clone, Default)]
+pub struct ValidationContext {
+    /// Configured store NAMEs.
+    pub stores: BTreeSet<String>,
+    /// Configured roles: NAME -> ARN.
+    pub roles: BTreeMap<String, String>,
+    /// Checks that a session policy parses (the policy engine's parser).
+    pub check_policy: Option<Arc<dyn Fn(&serde_json::Value) -> Result<(), String> + Send + Sync>>,
+}
+
+impl fmt::Debug for ValidationContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValidationContext")
+            .field("stores", &self.stores)
+            .field("roles", &self.roles)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A denied login: the client learns only "denied"; `reason` goes to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: String,
+}
+
+impl Denial {
+    pub fn new(reason: impl Into<String>) -> Denial {
+        Denial {
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+/// `SHA256:...`, as OpenSSH and AWS print key fingerprints.
+pub fn fingerprint(key: &PublicKey) -> String {
+    key.fingerprint(HashAlg::Sha256).to_string()
+}
+
+/// Whether two keys are the same key (comments aside).
+pub fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
+    a.key_data() == b.key_data()
+}
+
+/// Parses one OpenSSH public key line (`ssh-ed25519 AAAA... comment`),
+/// allowing authorized_keys options in front.
+pub fn parse_public_key(line: &str) -> Result<PublicKey, String> {
+    let line = line.trim();
+    if let Ok(key) = PublicKey::from_openssh(line) {
+        return Ok(key);
+    }
+    match <russh::keys::ssh_key::authorized_keys::Entry as std::str::FromStr>::from_str(line) {
+        Ok(entry) => Ok(entry.public_key().clone()),
+        Err(error) => Err(format!("not an OpenSSH public key: {error}")),
+    }
+}
+
+/// The full login: username rules, the provider's answer, response
+/// validation and, for key logins, the key check. Returns the answer too,
+/// for `wharf test-idp`.
+pub async fn authenticate(
+    provider: &dyn IdentityProvider,
+    request: &LoginRequest,
+    context: &ValidationContext,
+) -> (Option<Answer>, Result<Identity, Denial>) {
+    if let Err(error) = check_username(&request.username) {
+        return (None, Err(Denial::new(error.to_string())));
+    }
+    let answer = match tokio::time::timeout(provider.timeout(), provider.query(request)).await {
+        Ok(answer) => answer,
+        Err(_) => Answer::denied(
+            504,
+            format!(
+                "the {} identity provider did not answer within {:?}",
+                provider.kind(),
+                provider.timeout()
+            ),
+        ),
+    };
+    let result = identity_from(&answer, request, context);
+    (Some(answer), result)
+}
+
+fn identity_from(
+    answer: &Answer,
+    request: &LoginRequest,
+    context: &ValidationContext,
+) -> Result<Identity, Denial> {
+    let Some(response) = &answer.response else {
+        return Err(Denial::new(answer.message.clone()));
+    };
+    let identity = validate_response(response, &request.username, context).map_err(Denial::new)?;
+    if let Credential::PublicKey(key) = &request.credential {
+        if identity.public_keys.is_empty() {
+            return Err(Denial::new(
+                "the response has no PublicKeys, so key authentication is not possible",
+            ));
+        }
+        if !identity.public_keys.iter().any(|k| same_key(k, key)) {
+            return Err(Denial::new(format!(
+                "the client's key {} is not one of the user's PublicKeys",
+                fingerprint(key)
+            )));
+        }
+    }
+    Ok(identity)
+}
