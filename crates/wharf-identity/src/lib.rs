@@ -274,6 +274,45 @@ pub async fn authenticate(
     (Some(answer), result)
 }
 
+/// Asks the provider about a user the way a key login does (no password),
+/// and validates the response without checking any key: what a user's
+/// session would look like, for `wharf policy simulate`. Providers never
+/// see the client's key (the AWS contract does not send it), so a stand-in
+/// key is used.
+pub async fn lookup(
+    provider: &dyn IdentityProvider,
+    username: &str,
+    protocol: Protocol,
+    source_ip: IpAddr,
+    server_id: &str,
+    context: &ValidationContext,
+) -> (Option<Answer>, Result<Identity, Denial>) {
+    const STAND_IN: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    let key = match PublicKey::from_openssh(STAND_IN) {
+        Ok(key) => key,
+        Err(e) => return (None, Err(Denial::new(format!("internal: {e}")))),
+    };
+    if let Err(error) = check_username(username) {
+        return (None, Err(Denial::new(error.to_string())));
+    }
+    let request = LoginRequest {
+        username: username.to_owned(),
+        credential: Credential::PublicKey(key),
+        protocol,
+        source_ip,
+        server_id: server_id.to_owned(),
+    };
+    let answer = match tokio::time::timeout(provider.timeout(), provider.query(&request)).await {
+        Ok(answer) => answer,
+        Err(_) => Answer::denied(504, "the identity provider did not answer in time"),
+    };
+    let result = match &answer.response {
+        None => Err(Denial::new(answer.message.clone())),
+        Some(response) => validate_response(response, username, context).map_err(Denial::new),
+    };
+    (Some(answer), result)
+}
+
 fn identity_from(
     answer: &Answer,
     request: &LoginRequest,

@@ -1,10 +1,10 @@
 //! The authorization hook every operation passes through.
 //!
 //! Operations are described the way AWS Transfer Family describes them to
-//! IAM: an S3 action on an S3 resource named by the store's NAME. The
-//! built-in default role, [`HomeTargets`], allows everything inside the
-//! user's home-directory targets and nothing else; the policy engine plugs
-//! in as another [`Authorizer`].
+//! IAM: an S3 action on an S3 resource named by the store's NAME. Sessions
+//! plug the IAM policy engine in as their [`Authorizer`] (`wharf-session`);
+//! the tests here use `HomeTargets`, a direct statement of the built-in
+//! default role.
 
 use std::fmt;
 
@@ -81,6 +81,7 @@ pub struct Target {
     pub is_file: bool,
 }
 
+#[cfg(test)]
 impl Target {
     fn contains_object(&self, store: &str, key: &str) -> bool {
         if store != self.store {
@@ -103,19 +104,23 @@ impl Target {
     }
 }
 
-/// The built-in default role (SPEC section 3): every action inside the home
-/// directory targets, nothing else.
+/// The built-in default role (SPEC section 3), for tests: every action
+/// inside the home directory targets, nothing else. (Sessions express the
+/// same rule as an IAM policy; see `wharf_session::default_role_document`.)
+#[cfg(test)]
 #[derive(Debug, Clone)]
-pub struct HomeTargets {
+pub(crate) struct HomeTargets {
     targets: Vec<Target>,
 }
 
+#[cfg(test)]
 impl HomeTargets {
-    pub fn new(targets: Vec<Target>) -> HomeTargets {
+    pub(crate) fn new(targets: Vec<Target>) -> HomeTargets {
         HomeTargets { targets }
     }
 }
 
+#[cfg(test)]
 impl Authorizer for HomeTargets {
     fn authorize(&self, request: &AccessRequest<'_>) -> Result<(), Denied> {
         let inside = match request.action {

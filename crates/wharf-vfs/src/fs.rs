@@ -778,8 +778,9 @@ impl FileReader {
         Ok(buf)
     }
 
-    /// Closes the file and logs `CLOSE`.
-    pub fn close(self) {
+    /// Closes the file and logs `CLOSE`. Reads still in flight on other
+    /// clones of an `Arc<FileReader>` may finish.
+    pub fn close(&self) {
         self.finish_log(Activity::Close);
     }
 

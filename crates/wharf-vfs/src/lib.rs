@@ -22,7 +22,7 @@ mod fs;
 mod namespace;
 mod path;
 
-pub use authorize::{AccessRequest, Action, Authorizer, Denied, HomeTargets, Target};
+pub use authorize::{AccessRequest, Action, Authorizer, Denied, Target};
 pub use error::{Error, ErrorKind, Result};
 pub use fs::{AuditContext, DirEntry, DirListing, FileReader, FileWriter, Metadata, UserFs};
 pub use namespace::{Mount, MountKind, Namespace, Resolved, StoreHandle};

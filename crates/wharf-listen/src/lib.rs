@@ -1,0 +1,124 @@
+//! Accepting connections: a bounded accept loop with graceful shutdown.
+//!
+//! Knows no protocol. Each accepted TCP stream is handed to a protocol's
+//! handler in its own task. On shutdown the loop stops accepting at once;
+//! running connections get a grace period, then are dropped (which aborts
+//! their unfinished uploads: nothing partial is left behind).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Stops every listener of a process in two steps.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    /// Cancelled when no new connections may start.
+    pub stop_accepting: CancellationToken,
+    /// Cancelled when running connections must end now.
+    pub abort: CancellationToken,
+    /// Every connection task, so shutdown can wait for them.
+    pub tasks: TaskTracker,
+}
+
+impl Shutdown {
+    pub fn new() -> Shutdown {
+        Shutdown::default()
+    }
+
+    /// Stops accepting, waits up to `grace` for connections to finish, then
+    /// aborts the rest and waits for them to unwind.
+    pub async fn run(&self, grace: Duration) {
+        self.stop_accepting.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
+            tracing::warn!("shutdown grace period over; aborting {} connections", self.tasks.len());
+            self.abort.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
+        }
+    }
+}
+
+/// Serves `listener` until shutdown, at most `max_connections` at once
+/// (more are closed on arrival).
+pub async fn serve<H, F>(listener: TcpListener, max_connections: usize, shutdown: Shutdown, handler: H)
+where
+    H: Fn(TcpStream, SocketAddr) -> F + Send + Sync + 'static,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let limit = Arc::new(Semaphore::new(max_connections));
+    let handler = Arc::new(handler);
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shutdown.stop_accepting.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(5);
+                accepted
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: wait, then retry.
+                tracing::warn!("accept failed: {error}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let handler = handler.clone();
+        let abort = shutdown.abort.clone();
+        shutdown.tasks.spawn(async move {
+            tokio::select! {
+                () = handler(stream, peer) => {}
+                () = abort.cancelled() => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn serves_until_shutdown_and_aborts_stragglers() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(serve(listener, 10, shutdown.clone(), |mut stream, _| async move {
+            let mut byte = [0u8; 1];
+            // Echo one byte, then hang until aborted.
+            if stream.read_exact(&mut byte).await.is_ok() {
+                let _ = stream.write_all(&byte).await;
+            }
+            std::future::pending::<()>().await;
+        }));
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        client.write_all(b"x").await.unwrap();
+        let mut echoed = [0u8; 1];
+        client.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"x");
+        shutdown.run(Duration::from_millis(50)).await;
+        server.await.unwrap();
+        // The hanging connection was dropped: the client sees EOF.
+        assert_eq!(client.read(&mut echoed).await.unwrap(), 0);
+        assert!(TcpStream::connect(addr).await.is_err());
+    }
+}

@@ -1,0 +1,402 @@
+//! Sessions: from a login to an authenticated [`UserFs`].
+//!
+//! The [`Gateway`] is what every front-end holds. It asks the identity
+//! provider, logs `AUTH_FAILURE` with the precise reason, enforces
+//! `max_sessions_per_user`, and builds the session's namespace and
+//! authorizer from the validated [`Identity`]. A front-end gets a
+//! [`Session`], and with it a [`UserFs`], only through a successful login.
+//!
+//! Architecture invariant: no protocol vocabulary here; front-ends describe
+//! the connection with a [`ConnInfo`].
+
+mod policy;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use wharf_audit::{Activity, AuditLog, Event, SessionFields};
+use wharf_identity::{
+    Answer, Credential, Denial, Home, Identity, IdentityProvider, LoginRequest, Protocol,
+    ValidationContext,
+};
+use wharf_policy::{Policy, PolicyKind};
+use wharf_vfs::{
+    AuditContext, Authorizer, Mount, MountKind, Namespace, StoreHandle, Target, UserFs,
+    VirtualPath,
+};
+
+pub use policy::{DEFAULT_ROLE_ARN, PolicyAuthorizer, RolePolicies, SessionFacts, default_role_document};
+
+/// What a front-end knows about a connection.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub session_id: String,
+    pub source_ip: IpAddr,
+    pub protocol: Protocol,
+    /// The client's software version, where the protocol tells it.
+    pub client: Option<String>,
+    /// Whether control and data are protected by TLS or SSH.
+    pub secure_transport: bool,
+}
+
+/// Everything a gateway is built from.
+pub struct GatewayConfig {
+    pub server_id: String,
+    pub provider: Arc<dyn IdentityProvider>,
+    pub stores: BTreeMap<String, Arc<StoreHandle>>,
+    /// `[roles.NAME]`, compiled.
+    pub roles: BTreeMap<String, RolePolicies>,
+    /// Store NAME -> its bucket policy.
+    pub bucket_policies: BTreeMap<String, Arc<Policy>>,
+    pub audit: AuditLog,
+    /// 0 = unlimited.
+    pub max_sessions_per_user: usize,
+}
+
+/// What identity-provider responses are validated against: the configured
+/// store NAMEs and roles (NAME, ARN), and the session-policy parser.
+pub fn validation_context(
+    stores: impl IntoIterator<Item = String>,
+    roles: impl IntoIterator<Item = (String, String)>,
+) -> ValidationContext {
+    ValidationContext {
+        stores: stores.into_iter().collect(),
+        roles: roles.into_iter().collect(),
+        check_policy: Some(Arc::new(|policy: &serde_json::Value| {
+            Policy::from_value("session policy", policy, PolicyKind::Session)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })),
+    }
+}
+
+/// The login service shared by every front-end.
+pub struct Gateway {
+    server_id: String,
+    resource_arn: String,
+    provider: Arc<dyn IdentityProvider>,
+    stores: BTreeMap<String, Arc<StoreHandle>>,
+    roles: BTreeMap<String, RolePolicies>,
+    bucket_policies: Arc<BTreeMap<String, Arc<Policy>>>,
+    validation: ValidationContext,
+    audit: AuditLog,
+    max_sessions_per_user: usize,
+    sessions: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("server_id", &self.server_id)
+            .field("provider", &self.provider.kind())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated session. Dropping it ends it (and frees its slot in
+/// `max_sessions_per_user`).
+pub struct Session {
+    pub fs: UserFs,
+    pub identity: Arc<Identity>,
+    _slot: SessionSlot,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("user", &self.identity.username)
+            .finish_non_exhaustive()
+    }
+}
+
+struct SessionSlot {
+    user: String,
+    sessions: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut sessions = self.sessions.lock();
+        if let Some(count) = sessions.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                sessions.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig) -> Gateway {
+        let validation = validation_context(
+            config.stores.keys().cloned(),
+            config.roles.iter().map(|(name, role)| (name.clone(), role.arn.clone())),
+        );
+        Gateway {
+            resource_arn: format!("arn:wharf:transfer:::server/{}", config.server_id),
+            server_id: config.server_id,
+            provider: config.provider,
+            stores: config.stores,
+            roles: config.roles,
+            bucket_policies: Arc::new(config.bucket_policies),
+            validation,
+            audit: config.audit,
+            max_sessions_per_user: config.max_sessions_per_user,
+            sessions: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    pub fn audit_log(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The log fields of a connection before login.
+    pub fn session_fields(&self, conn: &ConnInfo) -> SessionFields {
+        SessionFields {
+            session_id: conn.session_id.clone(),
+            resource_arn: self.resource_arn.clone(),
+            protocol: conn.protocol.as_str(),
+            source_ip: conn.source_ip.to_string(),
+            client: conn.client.clone(),
+            ..SessionFields::default()
+        }
+    }
+
+    /// Writes one line with the given fields.
+    pub fn record(&self, activity: Activity, fields: &SessionFields, event: &Event<'_>) {
+        self.audit.record(activity, fields, event);
+    }
+
+    /// Asks the identity provider about a login and validates its answer.
+    /// A denial is logged as AUTH_FAILURE with the reason.
+    pub async fn authenticate(
+        &self,
+        fields: &SessionFields,
+        conn: &ConnInfo,
+        username: &str,
+        credential: Credential,
+        method: &str,
+    ) -> Result<Identity, Denial> {
+        let (_, result) = self.ask(conn, username, credential.clone()).await;
+        if let Err(denial) = &result {
+            let fingerprint = match &credential {
+                Credential::PublicKey(key) => Some(wharf_identity::fingerprint(key)),
+                Credential::Password(_) => None,
+            };
+            let failed = SessionFields {
+                user: Some(username.to_owned()),
+                method: Some(method.to_owned()),
+                ssh_public_key_fingerprint: fingerprint,
+                ..fields.clone()
+            };
+            self.audit.record(
+                Activity::AuthFailure,
+                &failed,
+                &Event {
+                    message: Some("authentication failed"),
+                    reason: Some(&denial.reason),
+                    ..Event::default()
+                },
+            );
+        }
+        result
+    }
+
+    /// The provider's raw answer and its validation, without logging
+    /// (`wharf test-idp`).
+    pub async fn ask(
+        &self,
+        conn: &ConnInfo,
+        username: &str,
+        credential: Credential,
+    ) -> (Option<Answer>, Result<Identity, Denial>) {
+        let request = LoginRequest {
+            username: username.to_owned(),
+            credential,
+            protocol: conn.protocol,
+            source_ip: conn.source_ip,
+            server_id: self.server_id.clone(),
+        };
+        wharf_identity::authenticate(self.provider.as_ref(), &request, &self.validation).await
+    }
+
+    /// What a user's session would be, asked as a key login would ask
+    /// (`wharf policy simulate`).
+    pub async fn lookup(&self, conn: &ConnInfo, username: &str) -> (Option<Answer>, Result<Identity, Denial>) {
+        wharf_identity::lookup(
+            self.provider.as_ref(),
+            username,
+            conn.protocol,
+            conn.source_ip,
+            &self.server_id,
+            &self.validation,
+        )
+        .await
+    }
+
+    /// The session's namespace as text: home and mappings (`wharf test-idp`).
+    pub fn describe_home(&self, identity: &Identity) -> serde_json::Value {
+        match &identity.home {
+            Home::Path { .. } => serde_json::json!({
+                "HomeDirectoryType": "PATH",
+                "HomeDirectory": identity.home.display(),
+            }),
+            Home::Logical(entries) => serde_json::json!({
+                "HomeDirectoryType": "LOGICAL",
+                "Mappings": entries.iter().map(|e| serde_json::json!({
+                    "Entry": e.entry,
+                    "Target": if e.prefix.is_empty() { format!("/{}", e.store) } else { format!("/{}/{}", e.store, e.prefix) },
+                    "Type": if e.is_file { "FILE" } else { "DIRECTORY" },
+                })).collect::<Vec<_>>(),
+            }),
+        }
+    }
+
+    /// The role ARN a session runs as.
+    pub fn role_arn(&self, identity: &Identity) -> &str {
+        identity
+            .role
+            .as_ref()
+            .and_then(|name| self.roles.get(name))
+            .map(|role| role.arn.as_str())
+            .unwrap_or(DEFAULT_ROLE_ARN)
+    }
+
+    /// The authorizer of an identity's sessions (also `wharf policy simulate`).
+    pub fn authorizer(&self, identity: &Identity, conn: &ConnInfo) -> Result<PolicyAuthorizer, Denial> {
+        let (_, targets) = self.namespace(identity)?;
+        let role = match &identity.role {
+            None => None,
+            Some(name) => Some(
+                self.roles
+                    .get(name)
+                    .ok_or_else(|| Denial::new(format!("role {name:?} is not configured")))?,
+            ),
+        };
+        let facts = SessionFacts {
+            source_ip: conn.source_ip,
+            secure_transport: conn.secure_transport,
+            protocol: conn.protocol.as_str(),
+        };
+        PolicyAuthorizer::new(identity, role, &targets, self.bucket_policies.clone(), &facts)
+            .map_err(Denial::new)
+    }
+
+    /// Opens the session of an authenticated identity: claims a slot in
+    /// `max_sessions_per_user` and builds its filesystem.
+    pub fn open_session(
+        &self,
+        fields: &SessionFields,
+        conn: &ConnInfo,
+        identity: Identity,
+        method: &str,
+        fingerprint: Option<String>,
+    ) -> Result<Session, Denial> {
+        let slot = self.claim_slot(&identity.username)?;
+        let (namespace, _) = self.namespace(&identity)?;
+        let authorizer: Arc<dyn Authorizer> = Arc::new(self.authorizer(&identity, conn)?);
+        let session_fields = SessionFields {
+            user: Some(identity.username.clone()),
+            role: Some(self.role_arn(&identity).to_owned()),
+            home_dir: Some(identity.home.display()),
+            method: Some(method.to_owned()),
+            ssh_public_key_fingerprint: fingerprint,
+            ..fields.clone()
+        };
+        let fs = UserFs::new(
+            namespace,
+            authorizer,
+            AuditContext {
+                log: self.audit.clone(),
+                session: Arc::new(session_fields),
+            },
+        );
+        Ok(Session {
+            fs,
+            identity: Arc::new(identity),
+            _slot: slot,
+        })
+    }
+
+    fn claim_slot(&self, user: &str) -> Result<SessionSlot, Denial> {
+        let mut sessions = self.sessions.lock();
+        let count = sessions.entry(user.to_owned()).or_insert(0);
+        if self.max_sessions_per_user > 0 && *count >= self.max_sessions_per_user {
+            return Err(Denial::new(format!(
+                "user {user:?} already has {} sessions (max_sessions_per_user)",
+                *count
+            )));
+        }
+        *count += 1;
+        Ok(SessionSlot {
+            user: user.to_owned(),
+            sessions: self.sessions.clone(),
+        })
+    }
+
+    fn store(&self, name: &str) -> Result<Arc<StoreHandle>, Denial> {
+        self.stores
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Denial::new(format!("store {name:?} is not configured")))
+    }
+
+    /// The mounts and default-role targets of a home directory.
+    fn namespace(&self, identity: &Identity) -> Result<(Namespace, Vec<Target>), Denial> {
+        let path = |text: &str| {
+            VirtualPath::parse(text).map_err(|e| Denial::new(format!("home directory: {e}")))
+        };
+        match &identity.home {
+            Home::Path { store, prefix } => {
+                // PATH: real paths; every store is reachable by name, the
+                // policy decides what the user may do there.
+                let mut mounts = Vec::with_capacity(self.stores.len());
+                for (name, handle) in &self.stores {
+                    mounts.push(Mount {
+                        entry: path(&format!("/{name}"))?,
+                        store: handle.clone(),
+                        prefix: String::new(),
+                        kind: MountKind::Directory,
+                        inner_anchor: (name == store && !prefix.is_empty()).then(|| prefix.clone()),
+                    });
+                }
+                let home = path(&identity.home.display())?;
+                let targets = vec![Target {
+                    store: store.clone(),
+                    prefix: prefix.clone(),
+                    is_file: false,
+                }];
+                Ok((Namespace::new(mounts, home), targets))
+            }
+            Home::Logical(entries) => {
+                let mut mounts = Vec::with_capacity(entries.len());
+                let mut targets = Vec::with_capacity(entries.len());
+                for entry in entries {
+                    mounts.push(Mount {
+                        entry: path(&entry.entry)?,
+                        store: self.store(&entry.store)?,
+                        prefix: entry.prefix.clone(),
+                        kind: if entry.is_file {
+                            MountKind::File
+                        } else {
+                            MountKind::Directory
+                        },
+                        inner_anchor: None,
+                    });
+                    targets.push(Target {
+                        store: entry.store.clone(),
+                        prefix: entry.prefix.clone(),
+                        is_file: entry.is_file,
+                    });
+                }
+                Ok((Namespace::new(mounts, VirtualPath::root()), targets))
+            }
+        }
+    }
+}

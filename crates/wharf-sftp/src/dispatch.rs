@@ -1,0 +1,829 @@
+//! The SFTP v3 server: a concurrent dispatcher over one channel.
+//!
+//! Unlike a read-handle-reply loop, many requests are in flight at once:
+//! every request runs as its own task and replies as soon as it is done, in
+//! whatever order the protocol allows. Writes to one handle go through that
+//! handle's worker, so they are applied in order; reads of one handle run
+//! concurrently. Memory is bounded by a per-session budget that every
+//! request holds from decoding until its reply has been handed to the SSH
+//! channel: a client that sends too much simply stops being read, and the
+//! SSH window pushes back.
+//!
+//! Transport-agnostic: the dispatcher reads [`Input`] and writes [`Output`];
+//! `server.rs` connects them to a russh channel, tests to memory.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use wharf_vfs::{DirListing, Error, ErrorKind, FileReader, FileWriter, Metadata, UserFs, VirtualPath};
+
+use crate::codec::{
+    self, Attrs, MAX_PACKET_BYTES, Reply, Request, SSH_FXF_APPEND, SSH_FXF_CREAT, SSH_FXF_EXCL,
+    SSH_FXF_READ, SSH_FXF_TRUNC, SSH_FXF_WRITE, StatusCode,
+};
+use crate::status::for_error;
+
+/// The largest READ we serve, and the largest WRITE we accept.
+pub const MAX_IO_BYTES: usize = 261_120;
+/// Open handles per session.
+pub const MAX_HANDLES: usize = 256;
+/// Entries per READDIR reply.
+const READDIR_PAGE: usize = 100;
+/// Bytes of requests and replies a session may hold at once.
+const BUDGET_BYTES: usize = 32 << 20;
+/// The budget is counted in units of this many bytes.
+const BUDGET_UNIT: usize = 1024;
+/// Queued operations per write handle.
+const WRITE_QUEUE: usize = 256;
+/// Replies smaller than this are gathered into one channel write.
+const COALESCE_BYTES: usize = 32 * 1024;
+
+/// Where the client's bytes come from.
+pub trait Input: Send {
+    /// The next chunk of bytes, or `None` at end of stream.
+    fn next(&mut self) -> impl Future<Output = Option<Bytes>> + Send;
+}
+
+/// Where reply bytes go.
+pub trait Output: Send + 'static {
+    /// Sends bytes; an error means the peer is gone.
+    fn send(&mut self, data: Bytes) -> impl Future<Output = Result<(), ()>> + Send;
+}
+
+/// Why a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// The client closed the channel.
+    Eof,
+    /// The client broke the protocol; the channel is closed.
+    Protocol(String),
+}
+
+/// A reply on its way to the channel, with the budget it holds.
+struct Outgoing {
+    data: Bytes,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Clone)]
+struct Replies {
+    tx: mpsc::Sender<Outgoing>,
+}
+
+impl Replies {
+    async fn send(&self, data: Bytes, permit: Option<OwnedSemaphorePermit>) {
+        // A closed writer means the client is gone; nothing to do.
+        let _ = self.tx.send(Outgoing { data, _permit: permit }).await;
+    }
+
+    async fn status(&self, id: u32, code: StatusCode, message: &str, permit: Option<OwnedSemaphorePermit>) {
+        self.send(codec::status(id, code, message), permit).await;
+    }
+
+    async fn ok(&self, id: u32, permit: Option<OwnedSemaphorePermit>) {
+        self.status(id, StatusCode::Ok, "Success", permit).await;
+    }
+
+    async fn error(&self, id: u32, error: &Error, permit: Option<OwnedSemaphorePermit>) {
+        let (code, message) = for_error(error);
+        self.status(id, code, &message, permit).await;
+    }
+}
+
+enum WriteOp {
+    Write {
+        id: u32,
+        offset: u64,
+        data: Bytes,
+        permit: OwnedSemaphorePermit,
+    },
+    Fstat {
+        id: u32,
+        permit: OwnedSemaphorePermit,
+    },
+    SetTimes {
+        id: u32,
+        modified: Option<SystemTime>,
+        permit: OwnedSemaphorePermit,
+    },
+    Sync {
+        id: u32,
+        permit: OwnedSemaphorePermit,
+    },
+    Close {
+        id: u32,
+        permit: OwnedSemaphorePermit,
+    },
+}
+
+struct DirState {
+    listing: DirListing,
+    done: bool,
+}
+
+enum Handle {
+    Read {
+        reader: Arc<FileReader>,
+        path: VirtualPath,
+    },
+    Write {
+        ops: mpsc::Sender<WriteOp>,
+        path: VirtualPath,
+    },
+    Dir {
+        state: Arc<tokio::sync::Mutex<DirState>>,
+        path: VirtualPath,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum HandleKind {
+    Read,
+    Write,
+    Dir,
+}
+
+struct Shared {
+    fs: UserFs,
+    replies: Replies,
+    handles: Mutex<Handles>,
+    /// Owner and group shown in `ls -l` listings.
+    owner: String,
+}
+
+struct Handles {
+    table: HashMap<u32, Handle>,
+    next: u32,
+}
+
+impl Shared {
+    fn insert(&self, handle: Handle) -> Option<[u8; 4]> {
+        let mut handles = self.handles.lock();
+        if handles.table.len() >= MAX_HANDLES {
+            return None;
+        }
+        loop {
+            let id = handles.next;
+            handles.next = handles.next.wrapping_add(1);
+            if !handles.table.contains_key(&id) {
+                handles.table.insert(id, handle);
+                return Some(id.to_be_bytes());
+            }
+        }
+    }
+}
+
+fn handle_id(handle: &Bytes) -> Option<u32> {
+    let bytes: [u8; 4] = handle.as_ref().try_into().ok()?;
+    Some(u32::from_be_bytes(bytes))
+}
+
+fn budget_units(bytes: usize) -> u32 {
+    u32::try_from(bytes / BUDGET_UNIT + 1).unwrap_or(u32::MAX)
+}
+
+/// Runs one SFTP session until the client closes the channel or breaks the
+/// protocol. Uploads still open at the end are discarded.
+pub async fn run<I: Input, O: Output>(fs: UserFs, owner: String, mut input: I, mut output: O) -> Ended {
+    let (tx, mut rx) = mpsc::channel::<Outgoing>(1024);
+    let writer = tokio::spawn(async move {
+        let mut batch = BytesMut::new();
+        while let Some(first) = rx.recv().await {
+            if first.data.len() >= COALESCE_BYTES {
+                if output.send(first.data).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            batch.clear();
+            batch.extend_from_slice(&first.data);
+            drop(first);
+            while batch.len() < COALESCE_BYTES {
+                match rx.try_recv() {
+                    Ok(next) if next.data.len() < COALESCE_BYTES => batch.extend_from_slice(&next.data),
+                    Ok(next) => {
+                        if output.send(batch.split().freeze()).await.is_err() {
+                            return;
+                        }
+                        if output.send(next.data).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() && output.send(batch.split().freeze()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let shared = Arc::new(Shared {
+        fs,
+        replies: Replies { tx },
+        handles: Mutex::new(Handles {
+            table: HashMap::new(),
+            next: 1,
+        }),
+        owner,
+    });
+    let budget = Arc::new(Semaphore::new(BUDGET_BYTES / BUDGET_UNIT));
+    let ended = read_loop(&shared, &budget, &mut input).await;
+    // Dropping the handles discards unfinished uploads (their workers stop
+    // when their queues close).
+    shared.handles.lock().table.clear();
+    drop(shared);
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    ended
+}
+
+async fn read_loop<I: Input>(shared: &Arc<Shared>, budget: &Arc<Semaphore>, input: &mut I) -> Ended {
+    let mut inbuf = BytesMut::new();
+    let mut initialised = false;
+    loop {
+        let Some(chunk) = input.next().await else {
+            return Ended::Eof;
+        };
+        inbuf.extend_from_slice(&chunk);
+        loop {
+            if inbuf.len() < 4 {
+                break;
+            }
+            let len = u32::from_be_bytes([inbuf[0], inbuf[1], inbuf[2], inbuf[3]]) as usize;
+            if len > MAX_PACKET_BYTES {
+                return Ended::Protocol(format!(
+                    "packet of {len} bytes is larger than the {MAX_PACKET_BYTES} allowed"
+                ));
+            }
+            if len == 0 {
+                return Ended::Protocol("empty packet".into());
+            }
+            if inbuf.len() < 4 + len {
+                inbuf.reserve(4 + len - inbuf.len());
+                break;
+            }
+            inbuf.advance(4);
+            let packet = inbuf.split_to(len).freeze();
+            if !initialised {
+                match codec::decode_init(packet) {
+                    Ok(_version) => {
+                        initialised = true;
+                        let limits = [
+                            ("posix-rename@openssh.com", "1"),
+                            ("limits@openssh.com", "1"),
+                            ("fsync@openssh.com", "1"),
+                            ("expand-path@openssh.com", "1"),
+                        ];
+                        shared.replies.send(codec::version(&limits), None).await;
+                        continue;
+                    }
+                    Err(e) => return Ended::Protocol(e.0.to_owned()),
+                }
+            }
+            let units = budget_units(len);
+            let Ok(permit) = budget.clone().acquire_many_owned(units).await else {
+                return Ended::Eof;
+            };
+            match codec::decode_request(packet) {
+                Ok((id, request)) => dispatch(shared, id, request, permit, budget).await,
+                Err(e) => return Ended::Protocol(format!("malformed packet: {}", e.0)),
+            }
+        }
+    }
+}
+
+/// Starts one request. Only work that must be ordered (queueing to a write
+/// handle) happens here; everything else runs in its own task.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    id: u32,
+    request: Request,
+    permit: OwnedSemaphorePermit,
+    budget: &Arc<Semaphore>,
+) {
+    match request {
+        Request::Write {
+            handle,
+            offset,
+            data,
+        } => {
+            let target = handle_id(&handle).and_then(|h| match shared.handles.lock().table.get(&h) {
+                Some(Handle::Write { ops, .. }) => Some(Ok(ops.clone())),
+                Some(_) => Some(Err(())),
+                None => None,
+            });
+            match target {
+                Some(Ok(ops)) => {
+                    if data.len() > MAX_IO_BYTES + 1024 {
+                        shared
+                            .replies
+                            .status(id, StatusCode::Failure, "write too large", Some(permit))
+                            .await;
+                        return;
+                    }
+                    // Awaiting here is the backpressure for one handle.
+                    let op = WriteOp::Write {
+                        id,
+                        offset,
+                        data,
+                        permit,
+                    };
+                    if let Err(mpsc::error::SendError(op)) = ops.send(op).await {
+                        let WriteOp::Write { permit, .. } = op else { return };
+                        shared
+                            .replies
+                            .status(id, StatusCode::Failure, "handle is closed", Some(permit))
+                            .await;
+                    }
+                }
+                Some(Err(())) => {
+                    shared
+                        .replies
+                        .status(id, StatusCode::PermissionDenied, "handle is not open for writing", Some(permit))
+                        .await;
+                }
+                None => bad_handle(shared, id, permit).await,
+            }
+        }
+        Request::Close { handle } => {
+            let removed = handle_id(&handle).and_then(|h| shared.handles.lock().table.remove(&h));
+            match removed {
+                Some(Handle::Write { ops, .. }) => {
+                    if let Err(mpsc::error::SendError(WriteOp::Close { permit, .. })) =
+                        ops.send(WriteOp::Close { id, permit }).await
+                    {
+                        shared.replies.status(id, StatusCode::Failure, "upload failed", Some(permit)).await;
+                    }
+                }
+                Some(Handle::Read { reader, .. }) => {
+                    reader.close();
+                    shared.replies.ok(id, Some(permit)).await;
+                }
+                Some(Handle::Dir { .. }) => shared.replies.ok(id, Some(permit)).await,
+                None => bad_handle(shared, id, permit).await,
+            }
+        }
+        Request::Fstat { handle } if write_ops(shared, &handle).is_some() => {
+            if let Some(ops) = write_ops(shared, &handle) {
+                let _ = ops.send(WriteOp::Fstat { id, permit }).await;
+            }
+        }
+        Request::Fsetstat { handle, attrs } if write_ops(shared, &handle).is_some() => {
+            if let Some(ops) = write_ops(shared, &handle) {
+                let modified = times_of(&attrs);
+                let _ = ops.send(WriteOp::SetTimes { id, modified, permit }).await;
+            }
+        }
+        Request::Fsync { handle } if write_ops(shared, &handle).is_some() => {
+            if let Some(ops) = write_ops(shared, &handle) {
+                let _ = ops.send(WriteOp::Sync { id, permit }).await;
+            }
+        }
+        other => {
+            let shared = shared.clone();
+            let budget = budget.clone();
+            tokio::spawn(async move {
+                serve(&shared, id, other, permit, &budget).await;
+            });
+        }
+    }
+}
+
+/// The operation queue of a write handle.
+fn write_ops(shared: &Shared, handle: &Bytes) -> Option<mpsc::Sender<WriteOp>> {
+    let id = handle_id(handle)?;
+    match shared.handles.lock().table.get(&id) {
+        Some(Handle::Write { ops, .. }) => Some(ops.clone()),
+        _ => None,
+    }
+}
+
+async fn bad_handle(shared: &Shared, id: u32, permit: OwnedSemaphorePermit) {
+    shared
+        .replies
+        .status(id, StatusCode::Failure, "invalid handle", Some(permit))
+        .await;
+}
+
+fn unix_time(time: Option<SystemTime>) -> u32 {
+    time.and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+fn attrs_of(meta: &Metadata) -> Attrs {
+    let kind_bits = if meta.is_dir() { 0o040000 } else { 0o100000 };
+    let permissions = meta
+        .mode
+        .unwrap_or(if meta.is_dir() { 0o755 } else { 0o644 })
+        & 0o7777;
+    let mtime = unix_time(meta.modified);
+    Attrs {
+        size: Some(meta.size),
+        uid_gid: None,
+        permissions: Some(kind_bits | permissions),
+        times: meta.modified.map(|_| (mtime, mtime)),
+    }
+}
+
+/// `ls -l` style line, as OpenSSH's sftp-server writes it.
+fn longname(name: &str, meta: &Metadata, owner: &str) -> String {
+    let attrs = attrs_of(meta);
+    let mode = attrs.permissions.unwrap_or(0);
+    let mut perms = String::with_capacity(10);
+    perms.push(if meta.is_dir() { 'd' } else { '-' });
+    for shift in [6, 3, 0] {
+        let bits = (mode >> shift) & 7;
+        perms.push(if bits & 4 != 0 { 'r' } else { '-' });
+        perms.push(if bits & 2 != 0 { 'w' } else { '-' });
+        perms.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    let when = meta
+        .modified
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| time::OffsetDateTime::from_unix_timestamp(i64::try_from(d.as_secs()).ok()?).ok())
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let recent = (time::OffsetDateTime::now_utc() - when).whole_days().abs() < 180;
+    let format = if recent {
+        time::macros::format_description!("[month repr:short] [day padding:space] [hour]:[minute]")
+    } else {
+        time::macros::format_description!("[month repr:short] [day padding:space]  [year]")
+    };
+    let date = when.format(&format).unwrap_or_default();
+    format!(
+        "{perms}    1 {owner:<8} {owner:<8} {size:>8} {date} {name}",
+        size = meta.size
+    )
+}
+
+fn times_of(attrs: &Attrs) -> Option<SystemTime> {
+    attrs
+        .times
+        .map(|(_, mtime)| UNIX_EPOCH + Duration::from_secs(u64::from(mtime)))
+}
+
+impl Shared {
+    fn path(&self, input: &str) -> Result<VirtualPath, Error> {
+        self.fs.path(self.fs.home(), input)
+    }
+
+    fn handle_path(&self, handle: &Bytes) -> Option<(HandleKind, VirtualPath, Option<Arc<FileReader>>)> {
+        let id = handle_id(handle)?;
+        self.handles.lock().table.get(&id).map(|h| match h {
+            Handle::Read { reader, path } => (HandleKind::Read, path.clone(), Some(reader.clone())),
+            Handle::Write { path, .. } => (HandleKind::Write, path.clone(), None),
+            Handle::Dir { path, .. } => (HandleKind::Dir, path.clone(), None),
+        })
+    }
+
+    fn name_reply(&self, id: u32, path: &VirtualPath) -> Bytes {
+        let mut reply = Reply::new(codec::SSH_FXP_NAME, id, 16 + 2 * path.as_str().len());
+        reply
+            .u32(1)
+            .string(path.as_str().as_bytes())
+            .string(path.as_str().as_bytes())
+            .attrs(&Attrs::default());
+        reply.finish()
+    }
+}
+
+/// Serves a request that needs no ordering.
+async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSemaphorePermit, budget: &Arc<Semaphore>) {
+    let replies = &shared.replies;
+    let fs = &shared.fs;
+    let result: Result<Option<Bytes>, Error> = async {
+        match request {
+            Request::Read { handle, offset, len } => {
+                let Some((kind, _, reader)) = shared.handle_path(&handle) else {
+                    return Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle")));
+                };
+                let Some(reader) = reader else {
+                    let message = match kind {
+                        HandleKind::Dir => "handle is a directory",
+                        _ => "handle is not open for reading",
+                    };
+                    return Ok(Some(codec::status(id, StatusCode::PermissionDenied, message)));
+                };
+                let len = (len as usize).min(MAX_IO_BYTES);
+                // The reply may be larger than the request packet: top up
+                // the budget for it.
+                let _extra = budget.clone().acquire_many_owned(budget_units(len)).await.ok();
+                let mut buf = BytesMut::with_capacity(13 + len);
+                buf.put_u32(0);
+                buf.put_u8(codec::SSH_FXP_DATA);
+                buf.put_u32(id);
+                buf.put_u32(0);
+                let mut buf = reader.read_at(offset, len, buf).await?;
+                let n = buf.len() - 13;
+                if n == 0 {
+                    return Ok(Some(codec::status(id, StatusCode::Eof, "End of file")));
+                }
+                let total = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
+                buf[0..4].copy_from_slice(&total.to_be_bytes());
+                buf[9..13].copy_from_slice(&u32::try_from(n).unwrap_or(0).to_be_bytes());
+                Ok(Some(buf.freeze()))
+            }
+            Request::Open { path, flags, attrs } => open(shared, id, &path, flags, &attrs).await.map(Some),
+            Request::Opendir { path } => {
+                let path = shared.path(&path)?;
+                let listing = fs.list(&path).await?;
+                let state = Arc::new(tokio::sync::Mutex::new(DirState { listing, done: false }));
+                match shared.insert(Handle::Dir { state, path }) {
+                    Some(handle) => Ok(Some(codec::handle(id, &handle))),
+                    None => Ok(Some(codec::status(id, StatusCode::Failure, "too many open handles"))),
+                }
+            }
+            Request::Readdir { handle } => {
+                let state = handle_id(&handle).and_then(|h| match shared.handles.lock().table.get(&h) {
+                    Some(Handle::Dir { state, .. }) => Some(state.clone()),
+                    _ => None,
+                });
+                let Some(state) = state else {
+                    return Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle")));
+                };
+                let mut state = state.lock().await;
+                if state.done {
+                    return Ok(Some(codec::status(id, StatusCode::Eof, "End of directory")));
+                }
+                match state.listing.next_page(READDIR_PAGE).await? {
+                    None => {
+                        state.done = true;
+                        Ok(Some(codec::status(id, StatusCode::Eof, "End of directory")))
+                    }
+                    Some(entries) => {
+                        let mut reply = Reply::new(codec::SSH_FXP_NAME, id, entries.len() * 128);
+                        reply.u32(u32::try_from(entries.len()).unwrap_or(0));
+                        for entry in &entries {
+                            reply
+                                .string(entry.name.as_bytes())
+                                .string(longname(&entry.name, &entry.meta, &shared.owner).as_bytes())
+                                .attrs(&attrs_of(&entry.meta));
+                        }
+                        Ok(Some(reply.finish()))
+                    }
+                }
+            }
+            Request::Fstat { handle } => {
+                let Some((_, path, reader)) = shared.handle_path(&handle) else {
+                    return Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle")));
+                };
+                match reader {
+                    Some(reader) => {
+                        let mut meta = fs.stat(&path).await?;
+                        meta.size = reader.size();
+                        Ok(Some(codec::attrs(id, &attrs_of(&meta))))
+                    }
+                    None => Ok(Some(codec::attrs(id, &attrs_of(&fs.stat(&path).await?)))),
+                }
+            }
+            Request::Fsetstat { handle, attrs } => {
+                let Some((_, path, _)) = shared.handle_path(&handle) else {
+                    return Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle")));
+                };
+                setstat(shared, id, &path, &attrs).await.map(Some)
+            }
+            Request::Fsync { handle } => match shared.handle_path(&handle) {
+                Some(_) => Ok(Some(codec::status(id, StatusCode::Ok, "Success"))),
+                None => Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle"))),
+            },
+            Request::Stat { path } | Request::Lstat { path } => {
+                let path = shared.path(&path)?;
+                Ok(Some(codec::attrs(id, &attrs_of(&fs.stat(&path).await?))))
+            }
+            Request::Setstat { path, attrs } => {
+                let path = shared.path(&path)?;
+                setstat(shared, id, &path, &attrs).await.map(Some)
+            }
+            Request::Remove { path } => {
+                fs.remove(&shared.path(&path)?).await?;
+                Ok(None)
+            }
+            Request::Mkdir { path, .. } => {
+                fs.mkdir(&shared.path(&path)?).await?;
+                Ok(None)
+            }
+            Request::Rmdir { path } => {
+                fs.rmdir(&shared.path(&path)?).await?;
+                Ok(None)
+            }
+            Request::Rename { from, to } => {
+                fs.rename(&shared.path(&from)?, &shared.path(&to)?, false).await?;
+                Ok(None)
+            }
+            Request::PosixRename { from, to } => {
+                fs.rename(&shared.path(&from)?, &shared.path(&to)?, true).await?;
+                Ok(None)
+            }
+            Request::Realpath { path } => {
+                let path = shared.path(&path)?;
+                Ok(Some(shared.name_reply(id, &path)))
+            }
+            Request::ExpandPath { path } => {
+                let expanded = if path == "~" {
+                    String::new()
+                } else if let Some(rest) = path.strip_prefix("~/") {
+                    rest.to_owned()
+                } else {
+                    path
+                };
+                let path = shared.path(&expanded)?;
+                Ok(Some(shared.name_reply(id, &path)))
+            }
+            Request::Limits => {
+                let mut reply = Reply::new(codec::SSH_FXP_EXTENDED_REPLY, id, 32);
+                reply
+                    .u64(256 * 1024)
+                    .u64(MAX_IO_BYTES as u64)
+                    .u64(MAX_IO_BYTES as u64)
+                    .u64(MAX_HANDLES as u64);
+                Ok(Some(reply.finish()))
+            }
+            Request::Readlink { .. } | Request::Symlink { .. } => Ok(Some(codec::status(
+                id,
+                StatusCode::OpUnsupported,
+                "symbolic links are not supported",
+            ))),
+            Request::Extended { name } => Ok(Some(codec::status(
+                id,
+                StatusCode::OpUnsupported,
+                &format!("extension {name} is not supported"),
+            ))),
+            Request::Unknown { kind } => Ok(Some(codec::status(
+                id,
+                StatusCode::OpUnsupported,
+                &format!("request type {kind} is not supported"),
+            ))),
+            // Routed in `dispatch`.
+            Request::Write { .. } | Request::Close { .. } => {
+                Ok(Some(codec::status(id, StatusCode::Failure, "internal routing error")))
+            }
+        }
+    }
+    .await;
+    match result {
+        Ok(Some(reply)) => replies.send(reply, Some(permit)).await,
+        Ok(None) => replies.ok(id, Some(permit)).await,
+        Err(error) => replies.error(id, &error, Some(permit)).await,
+    }
+}
+
+async fn setstat(shared: &Shared, id: u32, path: &VirtualPath, attrs: &Attrs) -> Result<Bytes, Error> {
+    if let Some(size) = attrs.size {
+        let meta = shared.fs.stat(path).await?;
+        if meta.size != size && !meta.is_dir() {
+            return Ok(codec::status(
+                id,
+                StatusCode::OpUnsupported,
+                "changing a file's size (truncate) is not supported",
+            ));
+        }
+    }
+    // Permissions and ownership are accepted and ignored, as AWS Transfer
+    // Family's ENABLE_NO_OP does; times are applied where the store keeps them.
+    shared.fs.set_modified(path, times_of(attrs)).await?;
+    Ok(codec::status(id, StatusCode::Ok, "Success"))
+}
+
+async fn open(shared: &Arc<Shared>, id: u32, input: &str, flags: u32, attrs: &Attrs) -> Result<Bytes, Error> {
+    let path = shared.path(input)?;
+    let fs = &shared.fs;
+    if flags & SSH_FXF_WRITE == 0 {
+        if flags & SSH_FXF_READ == 0 {
+            return Ok(codec::status(id, StatusCode::BadMessage, "open needs READ or WRITE"));
+        }
+        let reader = fs.open_read(&path).await?;
+        return Ok(match shared.insert(Handle::Read {
+            reader: Arc::new(reader),
+            path,
+        }) {
+            Some(handle) => codec::handle(id, &handle),
+            None => codec::status(id, StatusCode::Failure, "too many open handles"),
+        });
+    }
+    if flags & SSH_FXF_APPEND != 0 {
+        return Ok(codec::status(
+            id,
+            StatusCode::OpUnsupported,
+            "appending to a file is not supported",
+        ));
+    }
+    let existing = match fs.stat(&path).await {
+        Ok(meta) => Some(meta),
+        Err(error) if error.kind == ErrorKind::NotFound => None,
+        Err(error) => return Err(error),
+    };
+    match &existing {
+        Some(meta) if meta.is_dir() => {
+            return Err(Error::new(ErrorKind::IsADirectory, format!("{path}: is a directory")));
+        }
+        Some(_) if flags & SSH_FXF_CREAT != 0 && flags & SSH_FXF_EXCL != 0 => {
+            return Err(Error::new(ErrorKind::AlreadyExists, format!("{path}: exists")));
+        }
+        Some(meta) if flags & SSH_FXF_TRUNC == 0 && meta.size > 0 => {
+            return Ok(codec::status(
+                id,
+                StatusCode::OpUnsupported,
+                "updating an existing file in place (resume) is not supported; open it with TRUNC to replace it",
+            ));
+        }
+        None if flags & SSH_FXF_CREAT == 0 => {
+            return Err(Error::new(ErrorKind::NotFound, format!("{path}: no such file")));
+        }
+        _ => {}
+    }
+    let mut mode = String::new();
+    for (bit, name) in [
+        (SSH_FXF_CREAT, "CREATE"),
+        (SSH_FXF_TRUNC, "TRUNCATE"),
+        (SSH_FXF_EXCL, "EXCLUSIVE"),
+        (SSH_FXF_READ, "READ"),
+    ] {
+        if flags & bit != 0 {
+            mode.push_str(name);
+            mode.push('|');
+        }
+    }
+    mode.push_str("WRITE");
+    let mut writer = fs.open_write(&path, &mode).await?;
+    if let Some(modified) = times_of(attrs) {
+        writer.set_modified(modified);
+    }
+    let (ops_tx, ops_rx) = mpsc::channel(WRITE_QUEUE);
+    let Some(handle) = shared.insert(Handle::Write {
+        ops: ops_tx,
+        path: path.clone(),
+    }) else {
+        writer.abort().await;
+        return Ok(codec::status(id, StatusCode::Failure, "too many open handles"));
+    };
+    tokio::spawn(write_worker(writer, ops_rx, shared.replies.clone()));
+    Ok(codec::handle(id, &handle))
+}
+
+/// Applies one write handle's operations in order.
+async fn write_worker(mut writer: FileWriter, mut ops: mpsc::Receiver<WriteOp>, replies: Replies) {
+    let mut failed: Option<Error> = None;
+    let mut size = 0u64;
+    while let Some(op) = ops.recv().await {
+        match op {
+            WriteOp::Write {
+                id,
+                offset,
+                data,
+                permit,
+            } => {
+                if let Some(error) = &failed {
+                    replies.error(id, error, Some(permit)).await;
+                    continue;
+                }
+                let end = offset + data.len() as u64;
+                match writer.write_at(offset, data).await {
+                    Ok(()) => {
+                        size = size.max(end);
+                        replies.ok(id, Some(permit)).await;
+                    }
+                    Err(error) => {
+                        replies.error(id, &error, Some(permit)).await;
+                        failed = Some(error);
+                    }
+                }
+            }
+            WriteOp::Fstat { id, permit } => {
+                let meta = Metadata {
+                    kind: wharf_vfs::Kind::File,
+                    size,
+                    modified: None,
+                    mode: None,
+                };
+                replies.send(codec::attrs(id, &attrs_of(&meta)), Some(permit)).await;
+            }
+            WriteOp::Sync { id, permit } => replies.ok(id, Some(permit)).await,
+            WriteOp::SetTimes { id, modified, permit } => {
+                if let Some(modified) = modified {
+                    writer.set_modified(modified);
+                }
+                replies.ok(id, Some(permit)).await;
+            }
+            WriteOp::Close { id, permit } => {
+                if let Some(error) = failed.take() {
+                    writer.abort().await;
+                    replies.error(id, &error, Some(permit)).await;
+                } else {
+                    match writer.close().await {
+                        Ok(()) => replies.ok(id, Some(permit)).await,
+                        Err(error) => replies.error(id, &error, Some(permit)).await,
+                    }
+                }
+                return;
+            }
+        }
+    }
+    // The session ended without CLOSE: dropping the writer discards the upload.
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,533 @@
+//! SSH via russh: logins through the gateway, the `sftp` subsystem, and
+//! nothing else (no shell, exec or forwarding).
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, MethodKind, MethodSet, Preferred};
+use tokio::io::{AsyncRead, AsyncWrite};
+use wharf_audit::{Activity, Event, SessionFields};
+use wharf_identity::{Credential, Identity, Password, Protocol, fingerprint};
+use wharf_session::{ConnInfo, Gateway};
+
+use crate::dispatch::{self, Ended, Input, Output};
+use crate::sniff::{Negotiated, SniffStream};
+
+/// `sftp_authentication_methods`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethods {
+    Password,
+    PublicKey,
+    PublicKeyOrPassword,
+    PublicKeyAndPassword,
+}
+
+impl AuthMethods {
+    pub fn parse(text: &str) -> Option<AuthMethods> {
+        Some(match text {
+            "PASSWORD" => AuthMethods::Password,
+            "PUBLIC_KEY" => AuthMethods::PublicKey,
+            "PUBLIC_KEY_OR_PASSWORD" => AuthMethods::PublicKeyOrPassword,
+            "PUBLIC_KEY_AND_PASSWORD" => AuthMethods::PublicKeyAndPassword,
+            _ => return None,
+        })
+    }
+
+    fn allows_key(self) -> bool {
+        !matches!(self, AuthMethods::Password)
+    }
+
+    fn first_methods(self) -> MethodSet {
+        let kinds: &[MethodKind] = match self {
+            AuthMethods::Password => &[MethodKind::Password],
+            AuthMethods::PublicKey | AuthMethods::PublicKeyAndPassword => &[MethodKind::PublicKey],
+            AuthMethods::PublicKeyOrPassword => &[MethodKind::PublicKey, MethodKind::Password],
+        };
+        MethodSet::from(kinds)
+    }
+}
+
+/// A named set of SSH algorithms (`server.security_policy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityPolicy {
+    /// Modern algorithms only: no SHA-1, no CBC, no NIST curves for kex,
+    /// encrypt-then-MAC only.
+    Wharf2025_11,
+    /// FIPS 140-approved algorithms only: no ChaCha20, no Curve25519, no Ed25519.
+    WharfFips2025_11,
+}
+
+impl SecurityPolicy {
+    pub fn parse(name: &str) -> Option<SecurityPolicy> {
+        match name {
+            "wharf-2025-11" => Some(SecurityPolicy::Wharf2025_11),
+            "wharf-fips-2025-11" => Some(SecurityPolicy::WharfFips2025_11),
+            _ => None,
+        }
+    }
+
+    pub fn preferred(self) -> Preferred {
+        use russh::{cipher, kex, mac};
+        let extensions = [kex::EXTENSION_SUPPORT_AS_SERVER, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER];
+        let rsa = [
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha512),
+            },
+            Algorithm::Rsa {
+                hash: Some(HashAlg::Sha256),
+            },
+        ];
+        match self {
+            SecurityPolicy::Wharf2025_11 => Preferred {
+                kex: Cow::Owned(
+                    [
+                        kex::MLKEM768X25519_SHA256,
+                        kex::CURVE25519,
+                        kex::CURVE25519_PRE_RFC_8731,
+                        kex::DH_G16_SHA512,
+                        kex::DH_G18_SHA512,
+                    ]
+                    .into_iter()
+                    .chain(extensions)
+                    .collect(),
+                ),
+                key: Cow::Owned([Algorithm::Ed25519].into_iter().chain(rsa).collect()),
+                host_key_certificates: Cow::Borrowed(&[]),
+                cipher: Cow::Borrowed(&[
+                    cipher::AES_128_GCM,
+                    cipher::AES_256_GCM,
+                    cipher::CHACHA20_POLY1305,
+                    cipher::AES_256_CTR,
+                    cipher::AES_192_CTR,
+                    cipher::AES_128_CTR,
+                ]),
+                mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
+                compression: Cow::Borrowed(&[russh::compression::NONE]),
+            },
+            SecurityPolicy::WharfFips2025_11 => Preferred {
+                kex: Cow::Owned(
+                    [
+                        kex::ECDH_SHA2_NISTP256,
+                        kex::ECDH_SHA2_NISTP384,
+                        kex::DH_G16_SHA512,
+                        kex::DH_G18_SHA512,
+                    ]
+                    .into_iter()
+                    .chain(extensions)
+                    .collect(),
+                ),
+                key: Cow::Owned(rsa.into_iter().collect()),
+                host_key_certificates: Cow::Borrowed(&[]),
+                cipher: Cow::Borrowed(&[
+                    cipher::AES_128_GCM,
+                    cipher::AES_256_GCM,
+                    cipher::AES_256_CTR,
+                    cipher::AES_128_CTR,
+                ]),
+                mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
+                compression: Cow::Borrowed(&[russh::compression::NONE]),
+            },
+        }
+    }
+}
+
+/// Everything the SFTP front-end is configured with.
+#[derive(Debug)]
+pub struct SftpConfig {
+    pub host_keys: Vec<PrivateKey>,
+    pub banner: Option<String>,
+    pub idle_timeout: Duration,
+    pub auth_methods: AuthMethods,
+    pub security_policy: SecurityPolicy,
+}
+
+/// SFTP channels one connection may open (AWS Transfer Family allows 10).
+const MAX_CHANNELS: usize = 10;
+
+/// The SFTP server: one per listener, shared by its connections.
+pub struct SftpServer {
+    ssh: Arc<russh::server::Config>,
+    gateway: Arc<Gateway>,
+    auth_methods: AuthMethods,
+    banner: Option<String>,
+}
+
+impl std::fmt::Debug for SftpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SftpServer").finish_non_exhaustive()
+    }
+}
+
+impl SftpServer {
+    pub fn new(config: SftpConfig, gateway: Arc<Gateway>) -> Result<SftpServer, String> {
+        if config.host_keys.is_empty() {
+            return Err("no host keys".to_owned());
+        }
+        let preferred = config.security_policy.preferred();
+        let usable = config
+            .host_keys
+            .iter()
+            .any(|k| preferred.key.iter().any(|a| match a {
+                Algorithm::Rsa { .. } => k.algorithm().is_rsa(),
+                other => k.algorithm() == *other,
+            }));
+        if !usable {
+            return Err("no host key suits the security policy".to_owned());
+        }
+        let ssh = russh::server::Config {
+            server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-wharf")),
+            methods: config.auth_methods.first_methods(),
+            auth_rejection_time: Duration::from_secs(1),
+            // OpenSSH clients probe with "none" first; answering that at
+            // once keeps logins fast without helping an attacker.
+            auth_rejection_time_initial: Some(Duration::ZERO),
+            keys: config.host_keys,
+            window_size: 16 << 20,
+            maximum_packet_size: 65535,
+            channel_buffer_size: 256,
+            event_buffer_size: 64,
+            preferred,
+            max_auth_attempts: 6,
+            inactivity_timeout: Some(config.idle_timeout),
+            nodelay: true,
+            ..russh::server::Config::default()
+        };
+        Ok(SftpServer {
+            ssh: Arc::new(ssh),
+            gateway,
+            auth_methods: config.auth_methods,
+            banner: config.banner.filter(|b| !b.is_empty()),
+        })
+    }
+
+    /// Serves one accepted connection until it ends.
+    pub async fn serve<S>(&self, stream: S, peer: SocketAddr)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let negotiated = Arc::new(OnceLock::new());
+        let stream = SniffStream::new(stream, negotiated.clone(), self.ssh.preferred.clone());
+        let conn = ConnInfo {
+            session_id: format!("{:016x}", rand::random::<u64>()),
+            source_ip: peer.ip(),
+            protocol: Protocol::Sftp,
+            client: None,
+            secure_transport: true,
+        };
+        let fields = self.gateway.session_fields(&conn);
+        let handler = Connection {
+            gateway: self.gateway.clone(),
+            auth_methods: self.auth_methods,
+            banner: self.banner.clone(),
+            conn,
+            fields,
+            session: None,
+            key_step: None,
+            offered: None,
+            channels: HashMap::new(),
+            sftp_channels: Arc::new(AtomicUsize::new(0)),
+            negotiated,
+            connected: false,
+        };
+        match russh::server::run_stream(self.ssh.clone(), stream, handler).await {
+            Ok(running) => {
+                if let Err(error) = running.await {
+                    tracing::debug!(%peer, "ssh session ended: {error}");
+                }
+            }
+            Err(error) => tracing::debug!(%peer, "ssh handshake failed: {error}"),
+        }
+    }
+}
+
+/// Errors of one connection's handler.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectionError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+}
+
+struct Connection {
+    gateway: Arc<Gateway>,
+    auth_methods: AuthMethods,
+    banner: Option<String>,
+    conn: ConnInfo,
+    /// Log fields before login; completed into the session's at login.
+    fields: SessionFields,
+    session: Option<Arc<wharf_session::Session>>,
+    /// PUBLIC_KEY_AND_PASSWORD: the user whose key step passed.
+    key_step: Option<String>,
+    /// The identity found when a key was offered, reused once its
+    /// signature is verified (so the provider is asked once per key).
+    offered: Option<(String, PublicKey, Identity)>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+    sftp_channels: Arc<AtomicUsize>,
+    negotiated: Arc<OnceLock<Negotiated>>,
+    connected: bool,
+}
+
+impl Connection {
+    fn fields_now(&self) -> SessionFields {
+        let mut fields = self.fields.clone();
+        if let Some(negotiated) = self.negotiated.get() {
+            fields.ciphers = Some(negotiated.ciphers.clone());
+            fields.kex = Some(negotiated.kex.clone());
+        }
+        fields
+    }
+
+    fn reject(&self) -> Auth {
+        Auth::Reject {
+            proceed_with_methods: Some(self.auth_methods.first_methods()),
+            partial_success: false,
+        }
+    }
+
+    /// Opens the session for an authenticated identity.
+    fn establish(&mut self, identity: Identity, method: &str, key: Option<&PublicKey>) -> Auth {
+        let fields = self.fields_now();
+        let fingerprint = key.map(fingerprint);
+        let username = identity.username.clone();
+        match self.gateway.open_session(&fields, &self.conn, identity, method, fingerprint) {
+            Ok(session) => {
+                self.session = Some(Arc::new(session));
+                Auth::Accept
+            }
+            Err(denial) => {
+                let failed = SessionFields {
+                    user: Some(username),
+                    method: Some(method.to_owned()),
+                    ..fields
+                };
+                self.gateway.record(
+                    Activity::AuthFailure,
+                    &failed,
+                    &Event {
+                        message: Some("authentication failed"),
+                        reason: Some(&denial.reason),
+                        ..Event::default()
+                    },
+                );
+                self.reject()
+            }
+        }
+    }
+
+    async fn check_key(&mut self, user: &str, key: &PublicKey) -> Option<Identity> {
+        if let Some((offered_user, offered_key, identity)) = &self.offered {
+            if offered_user == user && wharf_identity::same_key(offered_key, key) {
+                return Some(identity.clone());
+            }
+        }
+        let fields = self.fields_now();
+        self.gateway
+            .authenticate(&fields, &self.conn, user, Credential::PublicKey(key.clone()), "publickey")
+            .await
+            .ok()
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        if let Some(session) = &self.session {
+            if self.connected {
+                session.fs.audit().log.record(
+                    Activity::Disconnected,
+                    &session.fs.audit().session,
+                    &Event::default(),
+                );
+            }
+        }
+    }
+}
+
+impl russh::server::Handler for Connection {
+    type Error = ConnectionError;
+
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        Ok(self.banner.clone())
+    }
+
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        Ok(self.reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        let allowed = match self.auth_methods {
+            AuthMethods::PublicKey => false,
+            AuthMethods::PublicKeyAndPassword => self.key_step.as_deref() == Some(user),
+            AuthMethods::Password | AuthMethods::PublicKeyOrPassword => true,
+        };
+        if !allowed {
+            return Ok(self.reject());
+        }
+        let fields = self.fields_now();
+        let credential = Credential::Password(Password::new(password));
+        match self
+            .gateway
+            .authenticate(&fields, &self.conn, user, credential, "password")
+            .await
+        {
+            Ok(identity) => Ok(self.establish(identity, "password", None)),
+            Err(_) => Ok(self.reject()),
+        }
+    }
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if !self.auth_methods.allows_key() {
+            return Ok(self.reject());
+        }
+        let key = offer.public_key.clone();
+        match self.check_key(user, &key).await {
+            Some(identity) => {
+                self.offered = Some((user.to_owned(), key, identity));
+                Ok(Auth::Accept)
+            }
+            None => Ok(self.reject()),
+        }
+    }
+
+    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        if !self.auth_methods.allows_key() {
+            return Ok(self.reject());
+        }
+        let key = key.public_key.clone();
+        let Some(identity) = self.check_key(user, &key).await else {
+            return Ok(self.reject());
+        };
+        self.offered = None;
+        if self.auth_methods == AuthMethods::PublicKeyAndPassword {
+            self.key_step = Some(user.to_owned());
+            return Ok(Auth::Reject {
+                proceed_with_methods: Some(MethodSet::from(&[MethodKind::Password][..])),
+                partial_success: true,
+            });
+        }
+        Ok(self.establish(identity, "publickey", Some(&key)))
+    }
+
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        let client = String::from_utf8_lossy(session.remote_sshid()).trim().to_owned();
+        if let Some(user_session) = &self.session {
+            let mut fields = (*user_session.fs.audit().session).clone();
+            fields.client = Some(client);
+            if let Some(negotiated) = self.negotiated.get() {
+                fields.ciphers = Some(negotiated.ciphers.clone());
+                fields.kex = Some(negotiated.kex.clone());
+            }
+            self.gateway.record(Activity::Connected, &fields, &Event::default());
+            self.connected = true;
+        }
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if self.session.is_none() || self.channels.len() + self.sftp_channels.load(Ordering::Relaxed) >= MAX_CHANNELS {
+            drop(reply);
+            return Ok(());
+        }
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel_id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let (Some(user_session), true) = (self.session.clone(), name == "sftp") else {
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
+        let Some(channel) = self.channels.remove(&channel_id) else {
+            session.channel_failure(channel_id)?;
+            return Ok(());
+        };
+        session.channel_success(channel_id)?;
+        let (read, write) = channel.split();
+        let write = Arc::new(write);
+        let counter = self.sftp_channels.clone();
+        counter.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let owner = user_session.identity.username.clone();
+            let ended = dispatch::run(
+                user_session.fs.clone(),
+                owner,
+                ChannelInput(read),
+                ChannelOutput(write.clone()),
+            )
+            .await;
+            if let Ended::Protocol(reason) = &ended {
+                let audit = user_session.fs.audit();
+                audit.log.record(
+                    Activity::Error,
+                    &audit.session,
+                    &Event {
+                        message: Some("SFTP protocol error; channel closed"),
+                        reason: Some(reason),
+                        ..Event::default()
+                    },
+                );
+            }
+            let _ = write.eof().await;
+            let _ = write.close().await;
+            counter.fetch_sub(1, Ordering::Relaxed);
+        });
+        Ok(())
+    }
+
+    async fn exec_request(&mut self, channel: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+}
+
+struct ChannelInput(ChannelReadHalf);
+
+impl Input for ChannelInput {
+    async fn next(&mut self) -> Option<Bytes> {
+        loop {
+            match self.0.wait().await? {
+                ChannelMsg::Data { data } => return Some(data),
+                ChannelMsg::Eof | ChannelMsg::Close => return None,
+                _ => {}
+            }
+        }
+    }
+}
+
+struct ChannelOutput(Arc<ChannelWriteHalf<Msg>>);
+
+impl Output for ChannelOutput {
+    async fn send(&mut self, data: Bytes) -> Result<(), ()> {
+        self.0.data_bytes(data).await.map_err(|_| ())
+    }
+}
