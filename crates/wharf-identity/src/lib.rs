@@ -13,6 +13,7 @@
 //! [`ValidationContext`].
 
 mod password;
+pub mod providers;
 mod response;
 pub mod service_managed;
 mod username;
@@ -28,6 +29,10 @@ pub use russh::keys::PublicKey;
 use russh::keys::ssh_key::HashAlg;
 
 pub use password::{hash_password, verify_password};
+pub use providers::{
+    ApiGatewayConfig, ApiGatewayProvider, CachingProvider, CommandConfig, CommandProvider,
+    LambdaConfig, LambdaProvider, PasswordHeader, ProviderConfigError, request_event, with_cache,
+};
 pub use response::validate_response;
 pub use username::{UsernameError, check_username};
 
@@ -185,6 +190,9 @@ pub struct Identity {
     pub unknown_fields: Vec<String>,
 }
 
+/// A check that a session policy parses, supplied by the caller.
+pub type PolicyCheck = Arc<dyn Fn(&serde_json::Value) -> Result<(), String> + Send + Sync>;
+
 /// What response validation needs to know about the configuration.
 #[derive(Clone, Default)]
 pub struct ValidationContext {
@@ -193,7 +201,7 @@ pub struct ValidationContext {
     /// Configured roles: NAME -> ARN.
     pub roles: BTreeMap<String, String>,
     /// Checks that a session policy parses (the policy engine's parser).
-    pub check_policy: Option<Arc<dyn Fn(&serde_json::Value) -> Result<(), String> + Send + Sync>>,
+    pub check_policy: Option<PolicyCheck>,
 }
 
 impl fmt::Debug for ValidationContext {
@@ -287,7 +295,8 @@ pub async fn lookup(
     server_id: &str,
     context: &ValidationContext,
 ) -> (Option<Answer>, Result<Identity, Denial>) {
-    const STAND_IN: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    const STAND_IN: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
     let key = match PublicKey::from_openssh(STAND_IN) {
         Ok(key) => key,
         Err(e) => return (None, Err(Denial::new(format!("internal: {e}")))),

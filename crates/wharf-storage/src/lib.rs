@@ -11,6 +11,7 @@
 //! allowed (that is `wharf-vfs` with the policy engine); it only does it.
 
 pub mod filesystem;
+pub mod s3;
 
 use std::fmt;
 use std::time::SystemTime;

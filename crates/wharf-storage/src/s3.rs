@@ -1,0 +1,670 @@
+//! The `s3` store: a bucket of an S3-compatible object store, with AWS
+//! Transfer Family semantics.
+//!
+//! * A directory is a common prefix `a/` or a zero-byte marker object `a/`;
+//!   `create_dir` writes the marker, `delete_dir` removes it once nothing
+//!   else is under the prefix.
+//! * Listings are ListObjectsV2 with `delimiter=/`, fetched one page at a
+//!   time; a marker that is also a common prefix lists once, and the listed
+//!   directory's own marker is not an entry.
+//! * Uploads become visible only when finished: one PutObject below a part
+//!   size, else a multipart upload with bounded memory (see `writer`). A
+//!   failed, aborted or dropped upload is aborted, so nothing is left.
+//! * Downloads are ranged GETs with read-ahead for sequential readers (see
+//!   `reader`).
+//! * Copy is server-side: CopyObject, or above 5 GiB a multipart upload of
+//!   UploadPartCopy ranges (see `copy`); rename is copy then delete, and
+//!   directories cannot be renamed.
+//! * `server_side_encryption` is sent on every write: PutObject,
+//!   CreateMultipartUpload and CopyObject.
+//!
+//! Most requests go through opendal; the writer signs its own requests
+//! (reqsign, the signer opendal uses) because it needs the multipart upload
+//! id, which opendal keeps private, to abort an upload after a failure and to
+//! tell an operator about one it could not abort. No opendal or reqwest type
+//! appears in this module's public API.
+
+mod copy;
+mod error;
+mod lister;
+mod raw;
+mod reader;
+mod stats;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use opendal::Operator;
+use opendal::options::ListOptions;
+use reqsign_aws_v4::{
+    Credential, DefaultCredentialProvider, RequestSigner, StaticCredentialProvider,
+};
+use reqsign_core::{Context, OsEnv, ProvideCredentialChain, Signer};
+
+use self::error::from_opendal;
+use self::raw::{Raw, RawConfig};
+pub use self::stats::S3Stats;
+use self::stats::Stats;
+use crate::{
+    Capabilities, Error, ErrorKind, Key, Kind, Lister, Meta, Reader, Result, Store, Writer,
+};
+
+/// The smallest part S3 accepts (except for an upload's last part).
+pub const MIN_PART_SIZE: usize = 5 << 20;
+/// The largest part S3 accepts.
+pub const MAX_PART_SIZE: usize = 5 << 30;
+
+/// Server-side encryption requested on every write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// `AES256`: keys managed by S3 (SSE-S3).
+    Aes256,
+    /// `aws:kms`: SSE-KMS with the given key (id, alias or ARN), or with the
+    /// AWS-managed key `aws/s3` when `None`.
+    Kms { kms_key_id: Option<String> },
+}
+
+/// How to reach one bucket. Plain data: the binary maps `[storage.NAME]`
+/// onto it; [`S3Config::new`] gives the documented defaults.
+#[derive(Clone)]
+pub struct S3Config {
+    pub bucket: String,
+    /// `http(s)://host[:port]`; `None` is AWS (`https://s3.REGION.amazonaws.com`).
+    pub endpoint: Option<String>,
+    pub region: String,
+    /// `endpoint/bucket/key` (true) or `bucket.endpoint/key` (false).
+    pub path_style: bool,
+    /// Static credentials. Without them the standard AWS chain is used:
+    /// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`/`AWS_SESSION_TOKEN`, then the
+    /// profile in `~/.aws/credentials` (`AWS_PROFILE`), then web identity,
+    /// ECS and EC2 instance roles.
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    pub server_side_encryption: Option<Sse>,
+    /// Bytes per multipart part, at least [`MIN_PART_SIZE`]. Objects smaller
+    /// than this are one PutObject.
+    pub upload_part_size: usize,
+    /// Parts in flight per upload. Memory per upload stays within
+    /// `upload_part_size * (upload_concurrency + 1)`.
+    pub upload_concurrency: usize,
+    /// Time limit of one HTTP request attempt.
+    pub request_timeout: Duration,
+    /// Retries of a request that failed transiently (connection errors,
+    /// timeouts, 5xx, throttling), with exponential backoff.
+    pub retries: usize,
+    /// Bytes per read-ahead GET of a sequential reader.
+    pub read_chunk_size: usize,
+    /// Chunks a sequential reader keeps downloading ahead of its reads;
+    /// memory per reader stays within `read_chunk_size * (read_ahead + 2)`.
+    pub read_ahead: usize,
+    /// Keys per ListObjectsV2 page (at most 1000).
+    pub list_page_size: usize,
+    /// Objects larger than this (at most 5 GiB, CopyObject's limit) are
+    /// copied with UploadPartCopy, in parts of `copy_part_size`.
+    pub multipart_copy_threshold: u64,
+    pub copy_part_size: u64,
+}
+
+impl fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Config")
+            .field("bucket", &self.bucket)
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("access_key_id", &self.access_key_id)
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("server_side_encryption", &self.server_side_encryption)
+            .field("upload_part_size", &self.upload_part_size)
+            .field("upload_concurrency", &self.upload_concurrency)
+            .field("request_timeout", &self.request_timeout)
+            .field("retries", &self.retries)
+            .field("read_chunk_size", &self.read_chunk_size)
+            .field("read_ahead", &self.read_ahead)
+            .field("list_page_size", &self.list_page_size)
+            .field("multipart_copy_threshold", &self.multipart_copy_threshold)
+            .field("copy_part_size", &self.copy_part_size)
+            .finish()
+    }
+}
+
+impl S3Config {
+    /// The bucket on AWS in `us-east-1`, path style, credentials from the
+    /// standard chain, no SSE, 8 MiB parts x 4, 60 s per request, 3 retries,
+    /// 8 MiB read-ahead chunks x 2, 1000 keys per listing page, multipart
+    /// copies above 5 GiB in 512 MiB parts.
+    pub fn new(bucket: impl Into<String>) -> S3Config {
+        S3Config {
+            bucket: bucket.into(),
+            endpoint: None,
+            region: "us-east-1".to_owned(),
+            path_style: true,
+            access_key_id: None,
+            secret_access_key: None,
+            server_side_encryption: None,
+            upload_part_size: 8 << 20,
+            upload_concurrency: 4,
+            request_timeout: Duration::from_secs(60),
+            retries: 3,
+            read_chunk_size: 8 << 20,
+            read_ahead: 2,
+            list_page_size: 1000,
+            multipart_copy_threshold: MAX_PART_SIZE as u64,
+            copy_part_size: 512 << 20,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let invalid = |message: String| Err(Error::new(ErrorKind::Internal, message));
+        if self.bucket.is_empty() {
+            return invalid("s3 store: bucket is empty".to_owned());
+        }
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.upload_part_size) {
+            return invalid(format!(
+                "s3 store: upload_part_size must be between 5 MiB and 5 GiB, not {} bytes",
+                self.upload_part_size
+            ));
+        }
+        if self.upload_concurrency == 0 {
+            return invalid("s3 store: upload_concurrency must be at least 1".to_owned());
+        }
+        if self.request_timeout.is_zero() {
+            return invalid("s3 store: request_timeout must not be zero".to_owned());
+        }
+        if self.read_chunk_size == 0 {
+            return invalid("s3 store: read_chunk_size must not be zero".to_owned());
+        }
+        if !(1..=1000).contains(&self.list_page_size) {
+            return invalid(format!(
+                "s3 store: list_page_size must be between 1 and 1000, not {}",
+                self.list_page_size
+            ));
+        }
+        let parts = MIN_PART_SIZE as u64..=MAX_PART_SIZE as u64;
+        if !parts.contains(&self.multipart_copy_threshold) || !parts.contains(&self.copy_part_size)
+        {
+            return invalid(format!(
+                "s3 store: multipart_copy_threshold and copy_part_size must be between 5 MiB \
+                 and 5 GiB, not {} and {}",
+                self.multipart_copy_threshold, self.copy_part_size
+            ));
+        }
+        if self.access_key_id.is_some() != self.secret_access_key.is_some() {
+            return invalid(
+                "s3 store: set both access_key_id and secret_access_key, or neither".to_owned(),
+            );
+        }
+        if let Some(endpoint) = &self.endpoint {
+            match reqwest::Url::parse(endpoint) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => {
+                    return invalid(format!(
+                        "s3 store: endpoint {endpoint:?} is not an http(s) URL"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn endpoint(&self) -> String {
+        match &self.endpoint {
+            Some(endpoint) => endpoint.trim_end_matches('/').to_owned(),
+            None => format!("https://s3.{}.amazonaws.com", self.region),
+        }
+    }
+
+    /// The URL objects are under: `endpoint/bucket` or `bucket.endpoint`.
+    fn bucket_url(&self) -> Result<String> {
+        let endpoint = self.endpoint();
+        if self.path_style {
+            return Ok(format!("{endpoint}/{}", self.bucket));
+        }
+        let url = reqwest::Url::parse(&endpoint)
+            .map_err(|e| Error::internal(format!("s3 store: bad endpoint {endpoint:?}: {e}")))?;
+        let host = url.host_str().ok_or_else(|| {
+            Error::internal(format!("s3 store: endpoint {endpoint:?} has no host"))
+        })?;
+        let port = url.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let path = url.path().trim_end_matches('/');
+        Ok(format!(
+            "{}://{}.{host}{port}{path}",
+            url.scheme(),
+            self.bucket
+        ))
+    }
+
+    fn credentials(&self) -> ProvideCredentialChain<Credential> {
+        match (&self.access_key_id, &self.secret_access_key) {
+            (Some(id), Some(secret)) => {
+                ProvideCredentialChain::new().push(StaticCredentialProvider::new(id, secret))
+            }
+            _ => ProvideCredentialChain::new().push(DefaultCredentialProvider::new()),
+        }
+    }
+}
+
+/// opendal's HTTP transport: our reqwest client, with the same per-attempt
+/// timeout and retries as our own requests, counting every attempt.
+///
+/// Retrying here rather than with opendal's RetryLayer keeps errors
+/// classifiable: the RetryLayer marks every error it lets through as
+/// "persistent", so a NoSuchBucket could not be told from an endpoint that
+/// kept failing.
+struct Transport {
+    inner: opendal_http_transport_reqwest::ReqwestTransport,
+    stats: Arc<Stats>,
+    timeout: Duration,
+    retries: usize,
+}
+
+impl opendal::HttpTransport for Transport {
+    async fn fetch(
+        &self,
+        req: http::Request<opendal::Buffer>,
+    ) -> opendal::Result<http::Response<opendal::HttpBody>> {
+        let operation = req
+            .extensions()
+            .get::<opendal::raw::ServiceOperation>()
+            .map(|op| op.0)
+            .unwrap_or("Other");
+        let (parts, body) = req.into_parts();
+        let mut delay = raw::MIN_BACKOFF;
+        let mut attempt = 0;
+        loop {
+            self.stats.request(operation);
+            let request = http::Request::from_parts(parts.clone(), body.clone());
+            let result = match tokio::time::timeout(self.timeout, self.inner.fetch(request)).await {
+                Ok(result) => result,
+                Err(_) => Err(opendal::Error::new(
+                    opendal::ErrorKind::Unexpected,
+                    format!("no response within {:?}", self.timeout),
+                )
+                .set_temporary()),
+            };
+            let retry = match &result {
+                Ok(response) => raw::retryable_status(response.status()),
+                Err(error) => error.is_temporary(),
+            };
+            if !retry || attempt >= self.retries {
+                return result;
+            }
+            drop(result);
+            attempt += 1;
+            tokio::time::sleep(raw::jitter(delay)).await;
+            delay = (delay * 2).min(raw::MAX_BACKOFF);
+        }
+    }
+}
+
+struct Inner {
+    op: Operator,
+    raw: Arc<Raw>,
+    config: S3Config,
+    stats: Arc<Stats>,
+}
+
+/// A store in one S3 bucket.
+#[derive(Clone)]
+pub struct S3Store {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.inner.config.bucket)
+            .field("endpoint", &self.inner.config.endpoint())
+            .finish()
+    }
+}
+
+impl S3Store {
+    /// Checks the configuration and prepares the clients. Makes no request:
+    /// an unreachable endpoint or bad credentials show at the first operation.
+    pub fn new(config: S3Config) -> Result<S3Store> {
+        config.validate()?;
+        let stats = Arc::new(Stats::default());
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(50))
+            .build()
+            .map_err(|e| Error::internal(format!("s3 store: cannot build the HTTP client: {e}")))?;
+        let transport = opendal::HttpTransporter::new(Transport {
+            inner: opendal_http_transport_reqwest::ReqwestTransport::new(client.clone()),
+            stats: stats.clone(),
+            timeout: config.request_timeout,
+            retries: config.retries,
+        });
+
+        let endpoint = config.endpoint();
+        let mut builder = opendal::services::S3::default()
+            .bucket(&config.bucket)
+            .endpoint(&endpoint)
+            .region(&config.region)
+            .root("/")
+            .credential_provider_chain(config.credentials());
+        if !config.path_style {
+            builder = builder.enable_virtual_host_style();
+        }
+        match &config.server_side_encryption {
+            None => {}
+            Some(Sse::Aes256) => builder = builder.server_side_encryption_with_s3_key(),
+            Some(Sse::Kms { kms_key_id: None }) => {
+                builder = builder.server_side_encryption_with_aws_managed_kms_key();
+            }
+            Some(Sse::Kms {
+                kms_key_id: Some(id),
+            }) => builder = builder.server_side_encryption_with_customer_managed_kms_key(id),
+        }
+        // A whole operation may take every attempt and the pauses between.
+        let attempts = u32::try_from(config.retries + 1).unwrap_or(u32::MAX);
+        let timeout = opendal::layers::TimeoutLayer::new()
+            .with_timeout(
+                config.request_timeout.saturating_mul(attempts)
+                    + raw::MAX_BACKOFF.saturating_mul(attempts - 1),
+            )
+            .with_io_timeout(config.request_timeout);
+        let op = Operator::new(builder)
+            .map_err(|e| Error::internal(format!("s3 store: {e}")))?
+            .layer(timeout)
+            .with_context(opendal::OperationContext::new().with_http_transport(transport.clone()));
+
+        let signer = Signer::new(
+            Context::new()
+                .with_file_read(reqsign_file_read_tokio::TokioFileRead)
+                .with_http_send(transport)
+                .with_env(OsEnv),
+            config.credentials(),
+            RequestSigner::new("s3", &config.region),
+        );
+        let raw = Arc::new(Raw::new(RawConfig {
+            client,
+            signer,
+            bucket_url: config.bucket_url()?,
+            bucket: config.bucket.clone(),
+            sse: config.server_side_encryption.clone(),
+            timeout: config.request_timeout,
+            retries: config.retries,
+            stats: stats.clone(),
+        }));
+        Ok(S3Store {
+            inner: Arc::new(Inner {
+                op,
+                raw,
+                config,
+                stats,
+            }),
+        })
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.inner.config.bucket
+    }
+
+    /// Memory held by uploads and read-ahead, and requests sent so far.
+    pub fn stats(&self) -> S3Stats {
+        self.inner.stats.snapshot()
+    }
+
+    /// Restarts the peaks of [`S3Stats`] from the current levels.
+    pub fn reset_peaks(&self) {
+        self.inner.stats.reset_peaks();
+    }
+
+    /// HeadObject: the object at `key` and its ETag, if there is one.
+    async fn head_object(&self, key: &str) -> Result<Option<(Meta, Option<String>)>> {
+        match self.inner.op.stat(key).await {
+            Ok(meta) => Ok(Some((
+                Meta {
+                    kind: Kind::File,
+                    size: meta.content_length(),
+                    modified: meta.last_modified().map(Into::into),
+                    mode: None,
+                },
+                meta.etag().map(str::to_owned),
+            ))),
+            Err(e) if e.kind() == opendal::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(from_opendal(e, self.bucket(), "HeadObject", key)),
+        }
+    }
+
+    /// Up to `limit` keys under `key/` (its own marker included), in order.
+    async fn keys_under(&self, key: &str, limit: usize) -> Result<Vec<String>> {
+        let prefix = format!("{key}/");
+        let options = ListOptions {
+            limit: Some(limit),
+            recursive: true,
+            ..Default::default()
+        };
+        let mut lister = self
+            .inner
+            .op
+            .lister_options(&prefix, options)
+            .await
+            .map_err(|e| from_opendal(e, self.bucket(), "ListObjectsV2", &prefix))?;
+        let mut keys = Vec::new();
+        while keys.len() < limit {
+            match lister.next().await {
+                Some(Ok(entry)) => keys.push(entry.path().trim_start_matches('/').to_owned()),
+                Some(Err(e)) => {
+                    return Err(from_opendal(e, self.bucket(), "ListObjectsV2", &prefix));
+                }
+                None => break,
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Whether `key` is a directory: its `key/` marker or anything under it.
+    async fn is_dir(&self, key: &str) -> Result<bool> {
+        Ok(!self.keys_under(key, 1).await?.is_empty())
+    }
+
+    fn is_a_directory(key: &Key) -> Error {
+        Error::new(
+            ErrorKind::IsADirectory,
+            format!("{}: is a directory", shown(key)),
+        )
+    }
+}
+
+fn shown(key: &Key) -> &str {
+    if key.is_root() { "/" } else { key.as_str() }
+}
+
+#[async_trait]
+impl Store for S3Store {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            random_write: false,
+            rename_directory: false,
+            set_times: false,
+        }
+    }
+
+    async fn head(&self, key: &Key) -> Result<Option<Meta>> {
+        if key.is_root() {
+            return Ok(Some(Meta::directory()));
+        }
+        if let Some((meta, _)) = self.head_object(key.as_str()).await? {
+            return Ok(Some(meta));
+        }
+        Ok(self.is_dir(key.as_str()).await?.then(Meta::directory))
+    }
+
+    async fn list(&self, dir: &Key) -> Result<Box<dyn Lister>> {
+        let (path, prefix) = if dir.is_root() {
+            ("/".to_owned(), String::new())
+        } else {
+            let prefix = format!("{}/", dir.as_str());
+            (prefix.clone(), prefix)
+        };
+        let page_size = self.inner.config.list_page_size;
+        let options = ListOptions {
+            limit: Some(page_size),
+            recursive: false,
+            ..Default::default()
+        };
+        let lister = self
+            .inner
+            .op
+            .lister_options(&path, options)
+            .await
+            .map_err(|e| from_opendal(e, self.bucket(), "ListObjectsV2", &path))?;
+        Ok(Box::new(lister::S3Lister::new(
+            lister,
+            self.bucket().to_owned(),
+            prefix,
+            page_size,
+        )))
+    }
+
+    async fn open_read(&self, key: &Key) -> Result<Box<dyn Reader>> {
+        if key.is_root() {
+            return Err(Self::is_a_directory(key));
+        }
+        let Some((meta, _)) = self.head_object(key.as_str()).await? else {
+            if self.is_dir(key.as_str()).await? {
+                return Err(Self::is_a_directory(key));
+            }
+            return Err(Error::not_found(shown(key)));
+        };
+        let config = &self.inner.config;
+        Ok(Box::new(reader::S3Reader::new(
+            self.inner.op.clone(),
+            self.bucket().to_owned(),
+            key.as_str().to_owned(),
+            meta.size,
+            config.read_chunk_size as u64,
+            config.read_ahead as u64,
+            self.inner.stats.clone(),
+        )))
+    }
+
+    async fn open_write(&self, key: &Key) -> Result<Box<dyn Writer>> {
+        if key.is_root() || self.is_dir(key.as_str()).await? {
+            return Err(Self::is_a_directory(key));
+        }
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| Error::internal(format!("s3 uploads need a tokio runtime: {e}")))?;
+        let config = &self.inner.config;
+        Ok(Box::new(writer::S3Writer::new(
+            self.inner.raw.clone(),
+            key.as_str().to_owned(),
+            config.upload_part_size,
+            config.upload_concurrency,
+            runtime,
+            self.inner.stats.clone(),
+        )))
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        if key.is_root() {
+            return Err(Self::is_a_directory(key));
+        }
+        if self.head_object(key.as_str()).await?.is_none() {
+            if self.is_dir(key.as_str()).await? {
+                return Err(Self::is_a_directory(key));
+            }
+            return Err(Error::not_found(shown(key)));
+        }
+        self.inner
+            .op
+            .delete(key.as_str())
+            .await
+            .map_err(|e| from_opendal(e, self.bucket(), "DeleteObject", key.as_str()))
+    }
+
+    async fn create_dir(&self, key: &Key) -> Result<()> {
+        if self.head(key).await?.is_some() {
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{}: already exists", shown(key)),
+            ));
+        }
+        let marker = format!("{}/", key.as_str());
+        self.inner
+            .op
+            .create_dir(&marker)
+            .await
+            .map_err(|e| from_opendal(e, self.bucket(), "PutObject", &marker))
+    }
+
+    async fn delete_dir(&self, key: &Key) -> Result<()> {
+        if key.is_root() {
+            return Err(Error::new(
+                ErrorKind::PermissionDenied,
+                "the store root cannot be removed",
+            ));
+        }
+        let marker = format!("{}/", key.as_str());
+        // The marker sorts before every other key under it, so two keys tell
+        // "only the marker" from "something else too".
+        let keys = self.keys_under(key.as_str(), 2).await?;
+        if keys.iter().any(|k| *k != marker) {
+            return Err(Error::new(
+                ErrorKind::DirectoryNotEmpty,
+                format!("{}: directory not empty", shown(key)),
+            ));
+        }
+        if keys.is_empty() {
+            if self.head_object(key.as_str()).await?.is_some() {
+                return Err(Error::new(
+                    ErrorKind::NotADirectory,
+                    format!("{}: not a directory", shown(key)),
+                ));
+            }
+            return Err(Error::not_found(shown(key)));
+        }
+        self.inner
+            .op
+            .delete(&marker)
+            .await
+            .map_err(|e| from_opendal(e, self.bucket(), "DeleteObject", &marker))
+    }
+
+    async fn copy(&self, from: &Key, to: &Key) -> Result<()> {
+        if from.is_root() {
+            return Err(Self::is_a_directory(from));
+        }
+        let Some((meta, etag)) = self.head_object(from.as_str()).await? else {
+            if self.is_dir(from.as_str()).await? {
+                return Err(Self::is_a_directory(from));
+            }
+            return Err(Error::not_found(shown(from)));
+        };
+        if to.is_root() || self.is_dir(to.as_str()).await? {
+            return Err(Self::is_a_directory(to));
+        }
+        let config = &self.inner.config;
+        if meta.size > config.multipart_copy_threshold {
+            return copy::multipart_copy(
+                &self.inner.raw,
+                from.as_str(),
+                to.as_str(),
+                meta.size,
+                etag.as_deref(),
+                config.copy_part_size,
+                config.upload_concurrency,
+            )
+            .await;
+        }
+        self.inner
+            .op
+            .copy(from.as_str(), to.as_str())
+            .await
+            .map(|_| ())
+            .map_err(|e| from_opendal(e, self.bucket(), "CopyObject", &format!("{from} (to {to})")))
+    }
+}
