@@ -36,8 +36,14 @@ impl Shutdown {
     pub async fn run(&self, grace: Duration) {
         self.stop_accepting.cancel();
         self.tasks.close();
-        if tokio::time::timeout(grace, self.tasks.wait()).await.is_err() {
-            tracing::warn!("shutdown grace period over; aborting {} connections", self.tasks.len());
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "shutdown grace period over; aborting {} connections",
+                self.tasks.len()
+            );
             self.abort.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(5), self.tasks.wait()).await;
         }
@@ -46,8 +52,12 @@ impl Shutdown {
 
 /// Serves `listener` until shutdown, at most `max_connections` at once
 /// (more are closed on arrival).
-pub async fn serve<H, F>(listener: TcpListener, max_connections: usize, shutdown: Shutdown, handler: H)
-where
+pub async fn serve<H, F>(
+    listener: TcpListener,
+    max_connections: usize,
+    shutdown: Shutdown,
+    handler: H,
+) where
     H: Fn(TcpStream, SocketAddr) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
 {
@@ -102,14 +112,19 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::new();
-        let server = tokio::spawn(serve(listener, 10, shutdown.clone(), |mut stream, _| async move {
-            let mut byte = [0u8; 1];
-            // Echo one byte, then hang until aborted.
-            if stream.read_exact(&mut byte).await.is_ok() {
-                let _ = stream.write_all(&byte).await;
-            }
-            std::future::pending::<()>().await;
-        }));
+        let server = tokio::spawn(serve(
+            listener,
+            10,
+            shutdown.clone(),
+            |mut stream, _| async move {
+                let mut byte = [0u8; 1];
+                // Echo one byte, then hang until aborted.
+                if stream.read_exact(&mut byte).await.is_ok() {
+                    let _ = stream.write_all(&byte).await;
+                }
+                std::future::pending::<()>().await;
+            },
+        ));
         let mut client = TcpStream::connect(addr).await.unwrap();
         client.write_all(b"x").await.unwrap();
         let mut echoed = [0u8; 1];

@@ -23,11 +23,12 @@ use wharf_identity::{
 };
 use wharf_policy::{Policy, PolicyKind};
 use wharf_vfs::{
-    AuditContext, Authorizer, Mount, MountKind, Namespace, StoreHandle, Target, UserFs,
-    VirtualPath,
+    AuditContext, Authorizer, Mount, MountKind, Namespace, StoreHandle, Target, UserFs, VirtualPath,
 };
 
-pub use policy::{DEFAULT_ROLE_ARN, PolicyAuthorizer, RolePolicies, SessionFacts, default_role_document};
+pub use policy::{
+    DEFAULT_ROLE_ARN, PolicyAuthorizer, RolePolicies, SessionFacts, default_role_document,
+};
 
 /// What a front-end knows about a connection.
 #[derive(Debug, Clone)]
@@ -132,7 +133,10 @@ impl Gateway {
     pub fn new(config: GatewayConfig) -> Gateway {
         let validation = validation_context(
             config.stores.keys().cloned(),
-            config.roles.iter().map(|(name, role)| (name.clone(), role.arn.clone())),
+            config
+                .roles
+                .iter()
+                .map(|(name, role)| (name.clone(), role.arn.clone())),
         );
         Gateway {
             resource_arn: format!("arn:wharf:transfer:::server/{}", config.server_id),
@@ -228,7 +232,11 @@ impl Gateway {
 
     /// What a user's session would be, asked as a key login would ask
     /// (`wharf policy simulate`).
-    pub async fn lookup(&self, conn: &ConnInfo, username: &str) -> (Option<Answer>, Result<Identity, Denial>) {
+    pub async fn lookup(
+        &self,
+        conn: &ConnInfo,
+        username: &str,
+    ) -> (Option<Answer>, Result<Identity, Denial>) {
         wharf_identity::lookup(
             self.provider.as_ref(),
             username,
@@ -269,7 +277,11 @@ impl Gateway {
     }
 
     /// The authorizer of an identity's sessions (also `wharf policy simulate`).
-    pub fn authorizer(&self, identity: &Identity, conn: &ConnInfo) -> Result<PolicyAuthorizer, Denial> {
+    pub fn authorizer(
+        &self,
+        identity: &Identity,
+        conn: &ConnInfo,
+    ) -> Result<PolicyAuthorizer, Denial> {
         let (_, targets) = self.namespace(identity)?;
         let role = match &identity.role {
             None => None,
@@ -284,8 +296,14 @@ impl Gateway {
             secure_transport: conn.secure_transport,
             protocol: conn.protocol.as_str(),
         };
-        PolicyAuthorizer::new(identity, role, &targets, self.bucket_policies.clone(), &facts)
-            .map_err(Denial::new)
+        PolicyAuthorizer::new(
+            identity,
+            role,
+            &targets,
+            self.bucket_policies.clone(),
+            &facts,
+        )
+        .map_err(Denial::new)
     }
 
     /// Opens the session of an authenticated identity: claims a slot in

@@ -75,7 +75,8 @@ pub fn default_role_document(targets: &[Target]) -> Value {
         }
     }
     if statements.is_empty() {
-        statements.push(json!({"Sid": "Nothing", "Effect": "Deny", "Action": "s3:*", "Resource": "*"}));
+        statements
+            .push(json!({"Sid": "Nothing", "Effect": "Deny", "Action": "s3:*", "Resource": "*"}));
     }
     json!({"Version": "2012-10-17", "Statement": statements})
 }
@@ -138,9 +139,14 @@ impl PolicyAuthorizer {
             Some(role) => (role.policies.clone(), role.arn.clone(), role.tags.clone()),
             None => {
                 let document = default_role_document(targets);
-                let policy = Policy::from_value("wharf-default-role", &document, PolicyKind::Identity)
-                    .map_err(|e| format!("cannot build the default role policy: {e}"))?;
-                (vec![Arc::new(policy)], DEFAULT_ROLE_ARN.to_owned(), BTreeMap::new())
+                let policy =
+                    Policy::from_value("wharf-default-role", &document, PolicyKind::Identity)
+                        .map_err(|e| format!("cannot build the default role policy: {e}"))?;
+                (
+                    vec![Arc::new(policy)],
+                    DEFAULT_ROLE_ARN.to_owned(),
+                    BTreeMap::new(),
+                )
             }
         };
         let session = match &identity.policy {
@@ -188,7 +194,13 @@ impl PolicyAuthorizer {
     }
 
     /// Evaluates one request, for `wharf policy simulate` too.
-    pub fn decide(&self, action: &str, resource: &str, extra: &[(&str, &str)], store: Option<&str>) -> wharf_policy::Decision {
+    pub fn decide(
+        &self,
+        action: &str,
+        resource: &str,
+        extra: &[(&str, &str)],
+        store: Option<&str>,
+    ) -> wharf_policy::Decision {
         let set = PolicySet {
             identity: self.identity.clone(),
             session: self.session.clone(),
@@ -236,7 +248,12 @@ impl Authorizer for PolicyAuthorizer {
                 }
                 None => 1,
             };
-            self.decide(request.action.as_str(), &resource, &extra[..n], Some(request.store))
+            self.decide(
+                request.action.as_str(),
+                &resource,
+                &extra[..n],
+                Some(request.store),
+            )
         } else {
             self.decide(request.action.as_str(), &resource, &[], Some(request.store))
         };
@@ -265,7 +282,10 @@ mod tests {
             home,
             public_keys: vec![],
             posix_profile: None,
-            session_tags: tags.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            session_tags: tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             unknown_fields: vec![],
         }
     }
@@ -283,7 +303,11 @@ mod tests {
             action,
             store,
             key,
-            delimiter: if action == Action::ListBucket { Some("/") } else { None },
+            delimiter: if action == Action::ListBucket {
+                Some("/")
+            } else {
+                None
+            },
         }
     }
 
@@ -296,11 +320,30 @@ mod tests {
     #[test]
     fn the_default_role_allows_only_inside_the_targets() {
         let targets = vec![
-            Target { store: "reports".into(), prefix: "alice".into(), is_file: false },
-            Target { store: "shared".into(), prefix: "".into(), is_file: false },
-            Target { store: "pub".into(), prefix: "docs/r*.txt".into(), is_file: true },
+            Target {
+                store: "reports".into(),
+                prefix: "alice".into(),
+                is_file: false,
+            },
+            Target {
+                store: "shared".into(),
+                prefix: "".into(),
+                is_file: false,
+            },
+            Target {
+                store: "pub".into(),
+                prefix: "docs/r*.txt".into(),
+                is_file: true,
+            },
         ];
-        let id = identity(Home::Path { store: "reports".into(), prefix: "alice".into() }, None, &[]);
+        let id = identity(
+            Home::Path {
+                store: "reports".into(),
+                prefix: "alice".into(),
+            },
+            None,
+            &[],
+        );
         let auth = PolicyAuthorizer::new(&id, None, &targets, Arc::default(), &facts()).unwrap();
         use Action::*;
         check(&auth, GetObject, "reports", "alice/a.txt", true);
@@ -320,13 +363,24 @@ mod tests {
 
     #[test]
     fn a_session_policy_narrows_the_default_role() {
-        let targets = vec![Target { store: "reports".into(), prefix: "".into(), is_file: false }];
+        let targets = vec![Target {
+            store: "reports".into(),
+            prefix: "".into(),
+            is_file: false,
+        }];
         let scope_down = json!({"Version": "2012-10-17", "Statement": [
             {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": "arn:aws:s3:::reports/${transfer:UserName}/*"},
             {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::reports",
              "Condition": {"StringLike": {"s3:prefix": ["${transfer:UserName}/*", "${transfer:UserName}"]}}}
         ]});
-        let id = identity(Home::Path { store: "reports".into(), prefix: "alice".into() }, Some(scope_down), &[]);
+        let id = identity(
+            Home::Path {
+                store: "reports".into(),
+                prefix: "alice".into(),
+            },
+            Some(scope_down),
+            &[],
+        );
         let auth = PolicyAuthorizer::new(&id, None, &targets, Arc::default(), &facts()).unwrap();
         check(&auth, Action::GetObject, "reports", "alice/a", true);
         check(&auth, Action::GetObject, "reports", "bob/a", false);
@@ -337,14 +391,32 @@ mod tests {
 
     #[test]
     fn session_tags_drive_abac_in_a_bucket_policy() {
-        let bucket = Policy::from_value("shared-bucket", &json!({"Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:PutObject"],
-            "Resource": "arn:aws:s3:::shared/${aws:PrincipalTag/team}/*",
-            "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::000000000000:role/*"}}
-        }]}), PolicyKind::Resource).unwrap();
-        let buckets: Arc<BTreeMap<String, Arc<Policy>>> = Arc::new([("shared".to_owned(), Arc::new(bucket))].into_iter().collect());
-        let targets = vec![Target { store: "home".into(), prefix: "alice".into(), is_file: false }];
-        let home = Home::Logical(vec![LogicalEntry { entry: "/".into(), store: "home".into(), prefix: "alice".into(), is_file: false }]);
+        let bucket = Policy::from_value(
+            "shared-bucket",
+            &json!({"Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": "arn:aws:s3:::shared/${aws:PrincipalTag/team}/*",
+                "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::000000000000:role/*"}}
+            }]}),
+            PolicyKind::Resource,
+        )
+        .unwrap();
+        let buckets: Arc<BTreeMap<String, Arc<Policy>>> = Arc::new(
+            [("shared".to_owned(), Arc::new(bucket))]
+                .into_iter()
+                .collect(),
+        );
+        let targets = vec![Target {
+            store: "home".into(),
+            prefix: "alice".into(),
+            is_file: false,
+        }];
+        let home = Home::Logical(vec![LogicalEntry {
+            entry: "/".into(),
+            store: "home".into(),
+            prefix: "alice".into(),
+            is_file: false,
+        }]);
         let blue = identity(home.clone(), None, &[("team", "blue")]);
         let auth = PolicyAuthorizer::new(&blue, None, &targets, buckets.clone(), &facts()).unwrap();
         check(&auth, Action::GetObject, "shared", "blue/plan.txt", true);
@@ -353,6 +425,9 @@ mod tests {
         let auth = PolicyAuthorizer::new(&untagged, None, &targets, buckets, &facts()).unwrap();
         check(&auth, Action::GetObject, "shared", "blue/plan.txt", false);
         let described = auth.describe();
-        assert_eq!(described["Context"]["transfer:HomeFolder"], json!(["alice"]));
+        assert_eq!(
+            described["Context"]["transfer:HomeFolder"],
+            json!(["alice"])
+        );
     }
 }

@@ -84,36 +84,94 @@ pub struct Attrs {
 /// A client request. Paths are raw strings; the dispatcher normalises them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
-    Open { path: String, flags: u32, attrs: Attrs },
-    Close { handle: Bytes },
-    Read { handle: Bytes, offset: u64, len: u32 },
-    Write { handle: Bytes, offset: u64, data: Bytes },
-    Lstat { path: String },
-    Fstat { handle: Bytes },
-    Setstat { path: String, attrs: Attrs },
-    Fsetstat { handle: Bytes, attrs: Attrs },
-    Opendir { path: String },
-    Readdir { handle: Bytes },
-    Remove { path: String },
-    Mkdir { path: String, attrs: Attrs },
-    Rmdir { path: String },
-    Realpath { path: String },
-    Stat { path: String },
-    Rename { from: String, to: String },
-    Readlink { path: String },
-    Symlink { link: String, target: String },
+    Open {
+        path: String,
+        flags: u32,
+        attrs: Attrs,
+    },
+    Close {
+        handle: Bytes,
+    },
+    Read {
+        handle: Bytes,
+        offset: u64,
+        len: u32,
+    },
+    Write {
+        handle: Bytes,
+        offset: u64,
+        data: Bytes,
+    },
+    Lstat {
+        path: String,
+    },
+    Fstat {
+        handle: Bytes,
+    },
+    Setstat {
+        path: String,
+        attrs: Attrs,
+    },
+    Fsetstat {
+        handle: Bytes,
+        attrs: Attrs,
+    },
+    Opendir {
+        path: String,
+    },
+    Readdir {
+        handle: Bytes,
+    },
+    Remove {
+        path: String,
+    },
+    Mkdir {
+        path: String,
+        attrs: Attrs,
+    },
+    Rmdir {
+        path: String,
+    },
+    Realpath {
+        path: String,
+    },
+    Stat {
+        path: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Readlink {
+        path: String,
+    },
+    Symlink {
+        link: String,
+        target: String,
+    },
     /// `posix-rename@openssh.com`.
-    PosixRename { from: String, to: String },
+    PosixRename {
+        from: String,
+        to: String,
+    },
     /// `limits@openssh.com`.
     Limits,
     /// `fsync@openssh.com`.
-    Fsync { handle: Bytes },
+    Fsync {
+        handle: Bytes,
+    },
     /// `expand-path@openssh.com`.
-    ExpandPath { path: String },
+    ExpandPath {
+        path: String,
+    },
     /// Any other extended request.
-    Extended { name: String },
+    Extended {
+        name: String,
+    },
     /// A packet type we do not know.
-    Unknown { kind: u8 },
+    Unknown {
+        kind: u8,
+    },
 }
 
 fn need(buf: &Bytes, n: usize) -> Result<()> {
@@ -310,7 +368,8 @@ impl Reply {
     }
 
     pub fn string(&mut self, value: &[u8]) -> &mut Self {
-        self.buf.put_u32(u32::try_from(value.len()).unwrap_or(u32::MAX));
+        self.buf
+            .put_u32(u32::try_from(value.len()).unwrap_or(u32::MAX));
         self.buf.put_slice(value);
         self
     }

@@ -20,7 +20,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
-use wharf_vfs::{DirListing, Error, ErrorKind, FileReader, FileWriter, Metadata, UserFs, VirtualPath};
+use wharf_vfs::{
+    DirListing, Error, ErrorKind, FileReader, FileWriter, Metadata, UserFs, VirtualPath,
+};
 
 use crate::codec::{
     self, Attrs, MAX_PACKET_BYTES, Reply, Request, SSH_FXF_APPEND, SSH_FXF_CREAT, SSH_FXF_EXCL,
@@ -78,10 +80,22 @@ struct Replies {
 impl Replies {
     async fn send(&self, data: Bytes, permit: Option<OwnedSemaphorePermit>) {
         // A closed writer means the client is gone; nothing to do.
-        let _ = self.tx.send(Outgoing { data, _permit: permit }).await;
+        let _ = self
+            .tx
+            .send(Outgoing {
+                data,
+                _permit: permit,
+            })
+            .await;
     }
 
-    async fn status(&self, id: u32, code: StatusCode, message: &str, permit: Option<OwnedSemaphorePermit>) {
+    async fn status(
+        &self,
+        id: u32,
+        code: StatusCode,
+        message: &str,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         self.send(codec::status(id, code, message), permit).await;
     }
 
@@ -170,8 +184,8 @@ impl Shared {
         loop {
             let id = handles.next;
             handles.next = handles.next.wrapping_add(1);
-            if !handles.table.contains_key(&id) {
-                handles.table.insert(id, handle);
+            if let std::collections::hash_map::Entry::Vacant(e) = handles.table.entry(id) {
+                e.insert(handle);
                 return Some(id.to_be_bytes());
             }
         }
@@ -189,7 +203,12 @@ fn budget_units(bytes: usize) -> u32 {
 
 /// Runs one SFTP session until the client closes the channel or breaks the
 /// protocol. Uploads still open at the end are discarded.
-pub async fn run<I: Input, O: Output>(fs: UserFs, owner: String, mut input: I, mut output: O) -> Ended {
+pub async fn run<I: Input, O: Output>(
+    fs: UserFs,
+    owner: String,
+    mut input: I,
+    mut output: O,
+) -> Ended {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(1024);
     let writer = tokio::spawn(async move {
         let mut batch = BytesMut::new();
@@ -205,7 +224,9 @@ pub async fn run<I: Input, O: Output>(fs: UserFs, owner: String, mut input: I, m
             drop(first);
             while batch.len() < COALESCE_BYTES {
                 match rx.try_recv() {
-                    Ok(next) if next.data.len() < COALESCE_BYTES => batch.extend_from_slice(&next.data),
+                    Ok(next) if next.data.len() < COALESCE_BYTES => {
+                        batch.extend_from_slice(&next.data)
+                    }
                     Ok(next) => {
                         if output.send(batch.split().freeze()).await.is_err() {
                             return;
@@ -241,7 +262,11 @@ pub async fn run<I: Input, O: Output>(fs: UserFs, owner: String, mut input: I, m
     ended
 }
 
-async fn read_loop<I: Input>(shared: &Arc<Shared>, budget: &Arc<Semaphore>, input: &mut I) -> Ended {
+async fn read_loop<I: Input>(
+    shared: &Arc<Shared>,
+    budget: &Arc<Semaphore>,
+    input: &mut I,
+) -> Ended {
     let mut inbuf = BytesMut::new();
     let mut initialised = false;
     loop {
@@ -311,11 +336,12 @@ async fn dispatch(
             offset,
             data,
         } => {
-            let target = handle_id(&handle).and_then(|h| match shared.handles.lock().table.get(&h) {
-                Some(Handle::Write { ops, .. }) => Some(Ok(ops.clone())),
-                Some(_) => Some(Err(())),
-                None => None,
-            });
+            let target =
+                handle_id(&handle).and_then(|h| match shared.handles.lock().table.get(&h) {
+                    Some(Handle::Write { ops, .. }) => Some(Ok(ops.clone())),
+                    Some(_) => Some(Err(())),
+                    None => None,
+                });
             match target {
                 Some(Ok(ops)) => {
                     if data.len() > MAX_IO_BYTES + 1024 {
@@ -333,7 +359,9 @@ async fn dispatch(
                         permit,
                     };
                     if let Err(mpsc::error::SendError(op)) = ops.send(op).await {
-                        let WriteOp::Write { permit, .. } = op else { return };
+                        let WriteOp::Write { permit, .. } = op else {
+                            return;
+                        };
                         shared
                             .replies
                             .status(id, StatusCode::Failure, "handle is closed", Some(permit))
@@ -343,7 +371,12 @@ async fn dispatch(
                 Some(Err(())) => {
                     shared
                         .replies
-                        .status(id, StatusCode::PermissionDenied, "handle is not open for writing", Some(permit))
+                        .status(
+                            id,
+                            StatusCode::PermissionDenied,
+                            "handle is not open for writing",
+                            Some(permit),
+                        )
                         .await;
                 }
                 None => bad_handle(shared, id, permit).await,
@@ -356,7 +389,10 @@ async fn dispatch(
                     if let Err(mpsc::error::SendError(WriteOp::Close { permit, .. })) =
                         ops.send(WriteOp::Close { id, permit }).await
                     {
-                        shared.replies.status(id, StatusCode::Failure, "upload failed", Some(permit)).await;
+                        shared
+                            .replies
+                            .status(id, StatusCode::Failure, "upload failed", Some(permit))
+                            .await;
                     }
                 }
                 Some(Handle::Read { reader, .. }) => {
@@ -375,7 +411,13 @@ async fn dispatch(
         Request::Fsetstat { handle, attrs } if write_ops(shared, &handle).is_some() => {
             if let Some(ops) = write_ops(shared, &handle) {
                 let modified = times_of(&attrs);
-                let _ = ops.send(WriteOp::SetTimes { id, modified, permit }).await;
+                let _ = ops
+                    .send(WriteOp::SetTimes {
+                        id,
+                        modified,
+                        permit,
+                    })
+                    .await;
             }
         }
         Request::Fsync { handle } if write_ops(shared, &handle).is_some() => {
@@ -445,7 +487,9 @@ fn longname(name: &str, meta: &Metadata, owner: &str) -> String {
     let when = meta
         .modified
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| time::OffsetDateTime::from_unix_timestamp(i64::try_from(d.as_secs()).ok()?).ok())
+        .and_then(|d| {
+            time::OffsetDateTime::from_unix_timestamp(i64::try_from(d.as_secs()).ok()?).ok()
+        })
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     let recent = (time::OffsetDateTime::now_utc() - when).whole_days().abs() < 180;
     let format = if recent {
@@ -471,7 +515,10 @@ impl Shared {
         self.fs.path(self.fs.home(), input)
     }
 
-    fn handle_path(&self, handle: &Bytes) -> Option<(HandleKind, VirtualPath, Option<Arc<FileReader>>)> {
+    fn handle_path(
+        &self,
+        handle: &Bytes,
+    ) -> Option<(HandleKind, VirtualPath, Option<Arc<FileReader>>)> {
         let id = handle_id(handle)?;
         self.handles.lock().table.get(&id).map(|h| match h {
             Handle::Read { reader, path } => (HandleKind::Read, path.clone(), Some(reader.clone())),
@@ -492,26 +539,48 @@ impl Shared {
 }
 
 /// Serves a request that needs no ordering.
-async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSemaphorePermit, budget: &Arc<Semaphore>) {
+async fn serve(
+    shared: &Arc<Shared>,
+    id: u32,
+    request: Request,
+    permit: OwnedSemaphorePermit,
+    budget: &Arc<Semaphore>,
+) {
     let replies = &shared.replies;
     let fs = &shared.fs;
     let result: Result<Option<Bytes>, Error> = async {
         match request {
-            Request::Read { handle, offset, len } => {
+            Request::Read {
+                handle,
+                offset,
+                len,
+            } => {
                 let Some((kind, _, reader)) = shared.handle_path(&handle) else {
-                    return Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle")));
+                    return Ok(Some(codec::status(
+                        id,
+                        StatusCode::Failure,
+                        "invalid handle",
+                    )));
                 };
                 let Some(reader) = reader else {
                     let message = match kind {
                         HandleKind::Dir => "handle is a directory",
                         _ => "handle is not open for reading",
                     };
-                    return Ok(Some(codec::status(id, StatusCode::PermissionDenied, message)));
+                    return Ok(Some(codec::status(
+                        id,
+                        StatusCode::PermissionDenied,
+                        message,
+                    )));
                 };
                 let len = (len as usize).min(MAX_IO_BYTES);
                 // The reply may be larger than the request packet: top up
                 // the budget for it.
-                let _extra = budget.clone().acquire_many_owned(budget_units(len)).await.ok();
+                let _extra = budget
+                    .clone()
+                    .acquire_many_owned(budget_units(len))
+                    .await
+                    .ok();
                 let mut buf = BytesMut::with_capacity(13 + len);
                 buf.put_u32(0);
                 buf.put_u8(codec::SSH_FXP_DATA);
@@ -527,23 +596,37 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
                 buf[9..13].copy_from_slice(&u32::try_from(n).unwrap_or(0).to_be_bytes());
                 Ok(Some(buf.freeze()))
             }
-            Request::Open { path, flags, attrs } => open(shared, id, &path, flags, &attrs).await.map(Some),
+            Request::Open { path, flags, attrs } => {
+                open(shared, id, &path, flags, &attrs).await.map(Some)
+            }
             Request::Opendir { path } => {
                 let path = shared.path(&path)?;
                 let listing = fs.list(&path).await?;
-                let state = Arc::new(tokio::sync::Mutex::new(DirState { listing, done: false }));
+                let state = Arc::new(tokio::sync::Mutex::new(DirState {
+                    listing,
+                    done: false,
+                }));
                 match shared.insert(Handle::Dir { state, path }) {
                     Some(handle) => Ok(Some(codec::handle(id, &handle))),
-                    None => Ok(Some(codec::status(id, StatusCode::Failure, "too many open handles"))),
+                    None => Ok(Some(codec::status(
+                        id,
+                        StatusCode::Failure,
+                        "too many open handles",
+                    ))),
                 }
             }
             Request::Readdir { handle } => {
-                let state = handle_id(&handle).and_then(|h| match shared.handles.lock().table.get(&h) {
-                    Some(Handle::Dir { state, .. }) => Some(state.clone()),
-                    _ => None,
-                });
+                let state =
+                    handle_id(&handle).and_then(|h| match shared.handles.lock().table.get(&h) {
+                        Some(Handle::Dir { state, .. }) => Some(state.clone()),
+                        _ => None,
+                    });
                 let Some(state) = state else {
-                    return Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle")));
+                    return Ok(Some(codec::status(
+                        id,
+                        StatusCode::Failure,
+                        "invalid handle",
+                    )));
                 };
                 let mut state = state.lock().await;
                 if state.done {
@@ -560,7 +643,9 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
                         for entry in &entries {
                             reply
                                 .string(entry.name.as_bytes())
-                                .string(longname(&entry.name, &entry.meta, &shared.owner).as_bytes())
+                                .string(
+                                    longname(&entry.name, &entry.meta, &shared.owner).as_bytes(),
+                                )
                                 .attrs(&attrs_of(&entry.meta));
                         }
                         Ok(Some(reply.finish()))
@@ -569,7 +654,11 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
             }
             Request::Fstat { handle } => {
                 let Some((_, path, reader)) = shared.handle_path(&handle) else {
-                    return Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle")));
+                    return Ok(Some(codec::status(
+                        id,
+                        StatusCode::Failure,
+                        "invalid handle",
+                    )));
                 };
                 match reader {
                     Some(reader) => {
@@ -582,13 +671,21 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
             }
             Request::Fsetstat { handle, attrs } => {
                 let Some((_, path, _)) = shared.handle_path(&handle) else {
-                    return Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle")));
+                    return Ok(Some(codec::status(
+                        id,
+                        StatusCode::Failure,
+                        "invalid handle",
+                    )));
                 };
                 setstat(shared, id, &path, &attrs).await.map(Some)
             }
             Request::Fsync { handle } => match shared.handle_path(&handle) {
                 Some(_) => Ok(Some(codec::status(id, StatusCode::Ok, "Success"))),
-                None => Ok(Some(codec::status(id, StatusCode::Failure, "invalid handle"))),
+                None => Ok(Some(codec::status(
+                    id,
+                    StatusCode::Failure,
+                    "invalid handle",
+                ))),
             },
             Request::Stat { path } | Request::Lstat { path } => {
                 let path = shared.path(&path)?;
@@ -611,11 +708,13 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
                 Ok(None)
             }
             Request::Rename { from, to } => {
-                fs.rename(&shared.path(&from)?, &shared.path(&to)?, false).await?;
+                fs.rename(&shared.path(&from)?, &shared.path(&to)?, false)
+                    .await?;
                 Ok(None)
             }
             Request::PosixRename { from, to } => {
-                fs.rename(&shared.path(&from)?, &shared.path(&to)?, true).await?;
+                fs.rename(&shared.path(&from)?, &shared.path(&to)?, true)
+                    .await?;
                 Ok(None)
             }
             Request::Realpath { path } => {
@@ -658,9 +757,11 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
                 &format!("request type {kind} is not supported"),
             ))),
             // Routed in `dispatch`.
-            Request::Write { .. } | Request::Close { .. } => {
-                Ok(Some(codec::status(id, StatusCode::Failure, "internal routing error")))
-            }
+            Request::Write { .. } | Request::Close { .. } => Ok(Some(codec::status(
+                id,
+                StatusCode::Failure,
+                "internal routing error",
+            ))),
         }
     }
     .await;
@@ -671,7 +772,12 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
     }
 }
 
-async fn setstat(shared: &Shared, id: u32, path: &VirtualPath, attrs: &Attrs) -> Result<Bytes, Error> {
+async fn setstat(
+    shared: &Shared,
+    id: u32,
+    path: &VirtualPath,
+    attrs: &Attrs,
+) -> Result<Bytes, Error> {
     if let Some(size) = attrs.size {
         let meta = shared.fs.stat(path).await?;
         if meta.size != size && !meta.is_dir() {
@@ -688,21 +794,33 @@ async fn setstat(shared: &Shared, id: u32, path: &VirtualPath, attrs: &Attrs) ->
     Ok(codec::status(id, StatusCode::Ok, "Success"))
 }
 
-async fn open(shared: &Arc<Shared>, id: u32, input: &str, flags: u32, attrs: &Attrs) -> Result<Bytes, Error> {
+async fn open(
+    shared: &Arc<Shared>,
+    id: u32,
+    input: &str,
+    flags: u32,
+    attrs: &Attrs,
+) -> Result<Bytes, Error> {
     let path = shared.path(input)?;
     let fs = &shared.fs;
     if flags & SSH_FXF_WRITE == 0 {
         if flags & SSH_FXF_READ == 0 {
-            return Ok(codec::status(id, StatusCode::BadMessage, "open needs READ or WRITE"));
+            return Ok(codec::status(
+                id,
+                StatusCode::BadMessage,
+                "open needs READ or WRITE",
+            ));
         }
         let reader = fs.open_read(&path).await?;
-        return Ok(match shared.insert(Handle::Read {
-            reader: Arc::new(reader),
-            path,
-        }) {
-            Some(handle) => codec::handle(id, &handle),
-            None => codec::status(id, StatusCode::Failure, "too many open handles"),
-        });
+        return Ok(
+            match shared.insert(Handle::Read {
+                reader: Arc::new(reader),
+                path,
+            }) {
+                Some(handle) => codec::handle(id, &handle),
+                None => codec::status(id, StatusCode::Failure, "too many open handles"),
+            },
+        );
     }
     if flags & SSH_FXF_APPEND != 0 {
         return Ok(codec::status(
@@ -718,10 +836,16 @@ async fn open(shared: &Arc<Shared>, id: u32, input: &str, flags: u32, attrs: &At
     };
     match &existing {
         Some(meta) if meta.is_dir() => {
-            return Err(Error::new(ErrorKind::IsADirectory, format!("{path}: is a directory")));
+            return Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{path}: is a directory"),
+            ));
         }
         Some(_) if flags & SSH_FXF_CREAT != 0 && flags & SSH_FXF_EXCL != 0 => {
-            return Err(Error::new(ErrorKind::AlreadyExists, format!("{path}: exists")));
+            return Err(Error::new(
+                ErrorKind::AlreadyExists,
+                format!("{path}: exists"),
+            ));
         }
         Some(meta) if flags & SSH_FXF_TRUNC == 0 && meta.size > 0 => {
             return Ok(codec::status(
@@ -731,7 +855,10 @@ async fn open(shared: &Arc<Shared>, id: u32, input: &str, flags: u32, attrs: &At
             ));
         }
         None if flags & SSH_FXF_CREAT == 0 => {
-            return Err(Error::new(ErrorKind::NotFound, format!("{path}: no such file")));
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("{path}: no such file"),
+            ));
         }
         _ => {}
     }
@@ -758,7 +885,11 @@ async fn open(shared: &Arc<Shared>, id: u32, input: &str, flags: u32, attrs: &At
         path: path.clone(),
     }) else {
         writer.abort().await;
-        return Ok(codec::status(id, StatusCode::Failure, "too many open handles"));
+        return Ok(codec::status(
+            id,
+            StatusCode::Failure,
+            "too many open handles",
+        ));
     };
     tokio::spawn(write_worker(writer, ops_rx, shared.replies.clone()));
     Ok(codec::handle(id, &handle))
@@ -799,10 +930,16 @@ async fn write_worker(mut writer: FileWriter, mut ops: mpsc::Receiver<WriteOp>, 
                     modified: None,
                     mode: None,
                 };
-                replies.send(codec::attrs(id, &attrs_of(&meta)), Some(permit)).await;
+                replies
+                    .send(codec::attrs(id, &attrs_of(&meta)), Some(permit))
+                    .await;
             }
             WriteOp::Sync { id, permit } => replies.ok(id, Some(permit)).await,
-            WriteOp::SetTimes { id, modified, permit } => {
+            WriteOp::SetTimes {
+                id,
+                modified,
+                permit,
+            } => {
                 if let Some(modified) = modified {
                     writer.set_modified(modified);
                 }

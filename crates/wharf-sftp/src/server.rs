@@ -11,7 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, MethodKind, MethodSet, Preferred};
+use russh::{
+    Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, MethodKind, MethodSet,
+    Preferred,
+};
 use tokio::io::{AsyncRead, AsyncWrite};
 use wharf_audit::{Activity, Event, SessionFields};
 use wharf_identity::{Credential, Identity, Password, Protocol, fingerprint};
@@ -75,7 +78,10 @@ impl SecurityPolicy {
 
     pub fn preferred(self) -> Preferred {
         use russh::{cipher, kex, mac};
-        let extensions = [kex::EXTENSION_SUPPORT_AS_SERVER, kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER];
+        let extensions = [
+            kex::EXTENSION_SUPPORT_AS_SERVER,
+            kex::EXTENSION_OPENSSH_STRICT_KEX_AS_SERVER,
+        ];
         let rsa = [
             Algorithm::Rsa {
                 hash: Some(HashAlg::Sha512),
@@ -171,13 +177,12 @@ impl SftpServer {
             return Err("no host keys".to_owned());
         }
         let preferred = config.security_policy.preferred();
-        let usable = config
-            .host_keys
-            .iter()
-            .any(|k| preferred.key.iter().any(|a| match a {
+        let usable = config.host_keys.iter().any(|k| {
+            preferred.key.iter().any(|a| match a {
                 Algorithm::Rsa { .. } => k.algorithm().is_rsa(),
                 other => k.algorithm() == *other,
-            }));
+            })
+        });
         if !usable {
             return Err("no host key suits the security policy".to_owned());
         }
@@ -295,7 +300,10 @@ impl Connection {
         let fields = self.fields_now();
         let fingerprint = key.map(fingerprint);
         let username = identity.username.clone();
-        match self.gateway.open_session(&fields, &self.conn, identity, method, fingerprint) {
+        match self
+            .gateway
+            .open_session(&fields, &self.conn, identity, method, fingerprint)
+        {
             Ok(session) => {
                 self.session = Some(Arc::new(session));
                 Auth::Accept
@@ -321,14 +329,21 @@ impl Connection {
     }
 
     async fn check_key(&mut self, user: &str, key: &PublicKey) -> Option<Identity> {
-        if let Some((offered_user, offered_key, identity)) = &self.offered {
-            if offered_user == user && wharf_identity::same_key(offered_key, key) {
-                return Some(identity.clone());
-            }
+        if let Some((offered_user, offered_key, identity)) = &self.offered
+            && offered_user == user
+            && wharf_identity::same_key(offered_key, key)
+        {
+            return Some(identity.clone());
         }
         let fields = self.fields_now();
         self.gateway
-            .authenticate(&fields, &self.conn, user, Credential::PublicKey(key.clone()), "publickey")
+            .authenticate(
+                &fields,
+                &self.conn,
+                user,
+                Credential::PublicKey(key.clone()),
+                "publickey",
+            )
             .await
             .ok()
     }
@@ -336,14 +351,14 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        if let Some(session) = &self.session {
-            if self.connected {
-                session.fs.audit().log.record(
-                    Activity::Disconnected,
-                    &session.fs.audit().session,
-                    &Event::default(),
-                );
-            }
+        if let Some(session) = &self.session
+            && self.connected
+        {
+            session.fs.audit().log.record(
+                Activity::Disconnected,
+                &session.fs.audit().session,
+                &Event::default(),
+            );
         }
     }
 }
@@ -398,7 +413,11 @@ impl russh::server::Handler for Connection {
         }
     }
 
-    async fn auth_publickey(&mut self, user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
         if !self.auth_methods.allows_key() {
             return Ok(self.reject());
         }
@@ -418,7 +437,9 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
-        let client = String::from_utf8_lossy(session.remote_sshid()).trim().to_owned();
+        let client = String::from_utf8_lossy(session.remote_sshid())
+            .trim()
+            .to_owned();
         if let Some(user_session) = &self.session {
             let mut fields = (*user_session.fs.audit().session).clone();
             fields.client = Some(client);
@@ -426,7 +447,8 @@ impl russh::server::Handler for Connection {
                 fields.ciphers = Some(negotiated.ciphers.clone());
                 fields.kex = Some(negotiated.kex.clone());
             }
-            self.gateway.record(Activity::Connected, &fields, &Event::default());
+            self.gateway
+                .record(Activity::Connected, &fields, &Event::default());
             self.connected = true;
         }
         Ok(())
@@ -438,7 +460,9 @@ impl russh::server::Handler for Connection {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if self.session.is_none() || self.channels.len() + self.sftp_channels.load(Ordering::Relaxed) >= MAX_CHANNELS {
+        if self.session.is_none()
+            || self.channels.len() + self.sftp_channels.load(Ordering::Relaxed) >= MAX_CHANNELS
+        {
             drop(reply);
             return Ok(());
         }
@@ -494,17 +518,30 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
-    async fn exec_request(&mut self, channel: ChannelId, _data: &[u8], session: &mut Session) -> Result<(), Self::Error> {
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         session.channel_failure(channel)?;
         Ok(())
     }
 
-    async fn shell_request(&mut self, channel: ChannelId, session: &mut Session) -> Result<(), Self::Error> {
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
         session.channel_failure(channel)?;
         Ok(())
     }
 
-    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
         Ok(())
     }

@@ -33,7 +33,11 @@ pub struct SniffStream<S> {
 }
 
 impl<S> SniffStream<S> {
-    pub fn new(inner: S, result: Arc<OnceLock<Negotiated>>, preferred: Preferred) -> SniffStream<S> {
+    pub fn new(
+        inner: S,
+        result: Arc<OnceLock<Negotiated>>,
+        preferred: Preferred,
+    ) -> SniffStream<S> {
         SniffStream {
             inner,
             seen: Vec::new(),
@@ -166,18 +170,22 @@ fn negotiate(lists: &ClientLists, preferred: &Preferred) -> Negotiated {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for SniffStream<S> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let this = &mut *self;
         let poll = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if !this.done {
-            if let Poll::Ready(Ok(())) = &poll {
-                let new = buf.filled()[before..].to_vec();
-                if new.is_empty() {
-                    this.finish();
-                } else {
-                    this.observe(&new);
-                }
+        if !this.done
+            && let Poll::Ready(Ok(())) = &poll
+        {
+            let new = buf.filled()[before..].to_vec();
+            if new.is_empty() {
+                this.finish();
+            } else {
+                this.observe(&new);
             }
         }
         poll
@@ -185,7 +193,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for SniffStream<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for SniffStream<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -255,7 +267,10 @@ mod tests {
                 "chacha20-poly1305@openssh.com,chacha20-poly1305@openssh.com"
             );
         }
-        assert!(matches!(parse_client_kexinit(b"SSH-2.0-x\r\n\0\0\0\x10\x04\x15"), Parse::Incomplete));
+        assert!(matches!(
+            parse_client_kexinit(b"SSH-2.0-x\r\n\0\0\0\x10\x04\x15"),
+            Parse::Incomplete
+        ));
         let mut garbage = b"SSH-2.0-x\r\n".to_vec();
         garbage.extend_from_slice(&[0, 0, 0, 12, 4, 99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
         assert!(matches!(parse_client_kexinit(&garbage), Parse::Invalid));

@@ -15,7 +15,10 @@ pub fn for_error(error: &Error) -> (StatusCode, String) {
         ErrorKind::AlreadyExists => (StatusCode::Failure, "File exists".into()),
         ErrorKind::IsADirectory => (StatusCode::Failure, "Is a directory".into()),
         ErrorKind::DirectoryNotEmpty => (StatusCode::Failure, "Directory not empty".into()),
-        ErrorKind::InvalidPath => (StatusCode::BadMessage, format!("Invalid path: {}", error.message)),
+        ErrorKind::InvalidPath => (
+            StatusCode::BadMessage,
+            format!("Invalid path: {}", error.message),
+        ),
         ErrorKind::Unsupported => (StatusCode::OpUnsupported, error.message.clone()),
         ErrorKind::NoSpace => (StatusCode::Failure, "No space left on the store".into()),
         ErrorKind::Unavailable => (

@@ -170,7 +170,9 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, Vec
         None => (EMBEDDED_DEFAULT.to_owned(), PathBuf::from(".")),
     };
     let mut tree: Table = text.parse().map_err(|e: toml::de::Error| {
-        let name = file.map(|f| f.display().to_string()).unwrap_or_else(|| "embedded default".into());
+        let name = file
+            .map(|f| f.display().to_string())
+            .unwrap_or_else(|| "embedded default".into());
         vec![format!("{name}: {}", e.to_string().trim())]
     })?;
     let mut errors = Vec::new();
@@ -212,7 +214,9 @@ fn apply_env(tree: &mut Table, env: &[(String, String)], errors: &mut Vec<String
                 table.insert(key, parsed.clone());
                 break;
             }
-            let entry = table.entry(key.clone()).or_insert_with(|| Value::Table(Table::new()));
+            let entry = table
+                .entry(key.clone())
+                .or_insert_with(|| Value::Table(Table::new()));
             match entry {
                 Value::Table(inner) => table = inner,
                 _ => {
@@ -270,7 +274,11 @@ impl<'a> Section<'a> {
             None => default.to_owned(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => {
-                errors.push(format!("{}: expected a string, got {}", self.key(key), type_name(other)));
+                errors.push(format!(
+                    "{}: expected a string, got {}",
+                    self.key(key),
+                    type_name(other)
+                ));
                 default.to_owned()
             }
         }
@@ -286,13 +294,23 @@ impl<'a> Section<'a> {
             None => default,
             Some(Value::Boolean(b)) => *b,
             Some(other) => {
-                errors.push(format!("{}: expected true or false, got {}", self.key(key), type_name(other)));
+                errors.push(format!(
+                    "{}: expected true or false, got {}",
+                    self.key(key),
+                    type_name(other)
+                ));
                 default
             }
         }
     }
 
-    fn integer(&mut self, errors: &mut Vec<String>, key: &'a str, default: i64, range: RangeInclusive<i64>) -> i64 {
+    fn integer(
+        &mut self,
+        errors: &mut Vec<String>,
+        key: &'a str,
+        default: i64,
+        range: RangeInclusive<i64>,
+    ) -> i64 {
         match self.get(key) {
             None => default,
             Some(Value::Integer(n)) if range.contains(n) => *n,
@@ -306,7 +324,11 @@ impl<'a> Section<'a> {
                 default
             }
             Some(other) => {
-                errors.push(format!("{}: expected an integer, got {}", self.key(key), type_name(other)));
+                errors.push(format!(
+                    "{}: expected an integer, got {}",
+                    self.key(key),
+                    type_name(other)
+                ));
                 default
             }
         }
@@ -349,13 +371,21 @@ impl<'a> Section<'a> {
                 .filter_map(|(i, item)| match item {
                     Value::String(s) => Some(s.clone()),
                     other => {
-                        errors.push(format!("{}[{i}]: expected a string, got {}", self.key(key), type_name(other)));
+                        errors.push(format!(
+                            "{}[{i}]: expected a string, got {}",
+                            self.key(key),
+                            type_name(other)
+                        ));
                         None
                     }
                 })
                 .collect(),
             Some(other) => {
-                errors.push(format!("{}: expected a list of strings, got {}", self.key(key), type_name(other)));
+                errors.push(format!(
+                    "{}: expected a list of strings, got {}",
+                    self.key(key),
+                    type_name(other)
+                ));
                 Vec::new()
             }
         }
@@ -369,13 +399,21 @@ impl<'a> Section<'a> {
                 .filter_map(|(k, v)| match v {
                     Value::String(s) => Some((k.clone(), s.clone())),
                     other => {
-                        errors.push(format!("{}.{k}: expected a string, got {}", self.key(key), type_name(other)));
+                        errors.push(format!(
+                            "{}.{k}: expected a string, got {}",
+                            self.key(key),
+                            type_name(other)
+                        ));
                         None
                     }
                 })
                 .collect(),
             Some(other) => {
-                errors.push(format!("{}: expected a table, got {}", self.key(key), type_name(other)));
+                errors.push(format!(
+                    "{}: expected a table, got {}",
+                    self.key(key),
+                    type_name(other)
+                ));
                 BTreeMap::new()
             }
         }
@@ -386,13 +424,22 @@ impl<'a> Section<'a> {
             None => None,
             Some(Value::Table(table)) => Some(table),
             Some(other) => {
-                errors.push(format!("{}: expected a section, got {}", self.key(key), type_name(other)));
+                errors.push(format!(
+                    "{}: expected a section, got {}",
+                    self.key(key),
+                    type_name(other)
+                ));
                 None
             }
         }
     }
 
-    fn address(&mut self, errors: &mut Vec<String>, key: &'a str, default: &str) -> Option<SocketAddr> {
+    fn address(
+        &mut self,
+        errors: &mut Vec<String>,
+        key: &'a str,
+        default: &str,
+    ) -> Option<SocketAddr> {
         let text = self.string(errors, key, default);
         if text.is_empty() {
             return None;
@@ -400,20 +447,31 @@ impl<'a> Section<'a> {
         match text.parse() {
             Ok(addr) => Some(addr),
             Err(_) => {
-                errors.push(format!("{}: {text:?} is not an address like 127.0.0.1:2222", self.key(key)));
+                errors.push(format!(
+                    "{}: {text:?} is not an address like 127.0.0.1:2222",
+                    self.key(key)
+                ));
                 None
             }
         }
     }
 
-    fn ports(&mut self, errors: &mut Vec<String>, key: &'a str, default: &str) -> RangeInclusive<u16> {
+    fn ports(
+        &mut self,
+        errors: &mut Vec<String>,
+        key: &'a str,
+        default: &str,
+    ) -> RangeInclusive<u16> {
         let text = self.string(errors, key, default);
         let parsed = text.split_once('-').and_then(|(a, b)| {
             let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
             (a > 0 && a <= b).then_some(a..=b)
         });
         parsed.unwrap_or_else(|| {
-            errors.push(format!("{}: {text:?} is not a port range like 50000-50100", self.key(key)));
+            errors.push(format!(
+                "{}: {text:?} is not a port range like 50000-50100",
+                self.key(key)
+            ));
             50000..=50100
         })
     }
@@ -430,7 +488,11 @@ impl<'a> Section<'a> {
 
 fn resolve(base: &Path, path: &str) -> PathBuf {
     let path = PathBuf::from(path);
-    if path.is_absolute() { path } else { base.join(path) }
+    if path.is_absolute() {
+        path
+    } else {
+        base.join(path)
+    }
 }
 
 /// `15m`, `30s`, `1h30m`, `500ms`, `0s`.
@@ -443,13 +505,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = text;
     while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(bad());
         }
         let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = &rest[..unit_len];
         rest = &rest[unit_len..];
         let part = match unit {
@@ -468,7 +534,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// `8MiB`, `5MB`, `1GiB`, `4096`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let bad = || format!("{text:?} is not a size like 8MiB");
     let number: u64 = text[..digits].parse().map_err(|_| bad())?;
     let factor: u64 = match text[digits..].trim() {
@@ -484,17 +552,22 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
     number.checked_mul(factor).ok_or_else(bad)
 }
 
-fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<String>) -> Option<Config> {
+fn convert(
+    tree: &Table,
+    base: &Path,
+    file: Option<&Path>,
+    errors: &mut Vec<String>,
+) -> Option<Config> {
     let mut top = Section::new("", tree);
     let empty = Table::new();
 
     let server_table = top.table(errors, "server").unwrap_or(&empty);
     let mut s = Section::new("server", server_table);
     let server_id = s.optional(errors, "server_id");
-    if let Some(id) = &server_id {
-        if id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            errors.push("server.server_id: use letters, digits and '-' (at most 64)".to_owned());
-        }
+    if let Some(id) = &server_id
+        && (id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+    {
+        errors.push("server.server_id: use letters, digits and '-' (at most 64)".to_owned());
     }
     let data_dir = resolve(base, &s.string(errors, "data_dir", "wharf-data"));
     let host_keys = s
@@ -504,12 +577,16 @@ fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<Stri
         .collect();
     let banner = s.string(errors, "banner", "");
     let security_policy = s.string(errors, "security_policy", "wharf-2025-11");
-    if !matches!(security_policy.as_str(), "wharf-2025-11" | "wharf-fips-2025-11") {
+    if !matches!(
+        security_policy.as_str(),
+        "wharf-2025-11" | "wharf-fips-2025-11"
+    ) {
         errors.push(format!(
             "server.security_policy: {security_policy:?} is not a known policy (wharf-2025-11, wharf-fips-2025-11)"
         ));
     }
-    let max_sessions_per_user = s.integer(errors, "max_sessions_per_user", 0, 0..=1_000_000) as usize;
+    let max_sessions_per_user =
+        s.integer(errors, "max_sessions_per_user", 0, 0..=1_000_000) as usize;
     let idle_timeout = s.duration(errors, "idle_timeout", "15m");
     let proxy_protocol = s.boolean(errors, "proxy_protocol", false);
     let ban_after_failures = s.integer(errors, "ban_after_failures", 20, 10..=1_000_000) as u32;
@@ -573,7 +650,10 @@ fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<Stri
         let listen = s.address(errors, "listen", "127.0.0.1:2021");
         let passive_ports = s.ports(errors, "passive_ports", "50101-50200");
         s.finish(errors);
-        listen.map(|listen| FtpProtocol { listen, passive_ports })
+        listen.map(|listen| FtpProtocol {
+            listen,
+            passive_ports,
+        })
     });
     p.finish(errors);
 
@@ -581,8 +661,14 @@ fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<Stri
     if let Some(stores) = top.table(errors, "storage") {
         for (name, value) in stores {
             let path = format!("storage.{name}");
-            if !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) || name.is_empty() {
-                errors.push(format!("{path}: a store NAME may use letters, digits, '-', '_' and '.'"));
+            if !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                || name.is_empty()
+            {
+                errors.push(format!(
+                    "{path}: a store NAME may use letters, digits, '-', '_' and '.'"
+                ));
                 continue;
             }
             let Value::Table(table) = value else {
@@ -591,14 +677,20 @@ fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<Stri
             };
             let mut s = Section::new(path.clone(), table);
             let kind = s.string(errors, "kind", "");
-            let bucket_policy = s.optional(errors, "bucket_policy").map(|p| resolve(base, &p));
+            let bucket_policy = s
+                .optional(errors, "bucket_policy")
+                .map(|p| resolve(base, &p));
             let kind = match kind.as_str() {
                 "filesystem" => {
                     let root = s.string(errors, "root", "");
                     if root.is_empty() {
-                        errors.push(format!("{path}.root: a filesystem store needs a root directory"));
+                        errors.push(format!(
+                            "{path}.root: a filesystem store needs a root directory"
+                        ));
                     }
-                    Some(StorageKind::Filesystem { root: resolve(base, &root) })
+                    Some(StorageKind::Filesystem {
+                        root: resolve(base, &root),
+                    })
                 }
                 "s3" => {
                     let bucket = s.string(errors, "bucket", name);
@@ -608,23 +700,32 @@ fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<Stri
                     let access_key_id = s.optional(errors, "access_key_id");
                     let secret_access_key = s.optional(errors, "secret_access_key");
                     if access_key_id.is_some() != secret_access_key.is_some() {
-                        errors.push(format!("{path}: access_key_id and secret_access_key go together"));
+                        errors.push(format!(
+                            "{path}: access_key_id and secret_access_key go together"
+                        ));
                     }
                     let server_side_encryption = s.optional(errors, "server_side_encryption");
-                    if let Some(sse) = &server_side_encryption {
-                        if sse != "AES256" && sse != "aws:kms" {
-                            errors.push(format!("{path}.server_side_encryption: {sse:?} is not \"AES256\" or \"aws:kms\""));
-                        }
+                    if let Some(sse) = &server_side_encryption
+                        && sse != "AES256"
+                        && sse != "aws:kms"
+                    {
+                        errors.push(format!("{path}.server_side_encryption: {sse:?} is not \"AES256\" or \"aws:kms\""));
                     }
                     let kms_key_id = s.optional(errors, "kms_key_id");
-                    if kms_key_id.is_some() && server_side_encryption.as_deref() != Some("aws:kms") {
-                        errors.push(format!("{path}.kms_key_id: needs server_side_encryption = \"aws:kms\""));
+                    if kms_key_id.is_some() && server_side_encryption.as_deref() != Some("aws:kms")
+                    {
+                        errors.push(format!(
+                            "{path}.kms_key_id: needs server_side_encryption = \"aws:kms\""
+                        ));
                     }
                     let upload_part_size = s.size(errors, "upload_part_size", "8MiB");
                     if !(5 << 20..=5 << 30).contains(&upload_part_size) {
-                        errors.push(format!("{path}.upload_part_size: must be between 5MiB and 5GiB"));
+                        errors.push(format!(
+                            "{path}.upload_part_size: must be between 5MiB and 5GiB"
+                        ));
                     }
-                    let upload_concurrency = s.integer(errors, "upload_concurrency", 4, 1..=64) as usize;
+                    let upload_concurrency =
+                        s.integer(errors, "upload_concurrency", 4, 1..=64) as usize;
                     Some(StorageKind::S3 {
                         bucket,
                         endpoint,
@@ -643,14 +744,22 @@ fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<Stri
                     None
                 }
                 other => {
-                    errors.push(format!("{path}.kind: {other:?} is not \"filesystem\" or \"s3\""));
+                    errors.push(format!(
+                        "{path}.kind: {other:?} is not \"filesystem\" or \"s3\""
+                    ));
                     None
                 }
             };
             // Keys of the other kind are unknown for this one.
             s.finish(errors);
             if let Some(kind) = kind {
-                storage.insert(name.clone(), StorageConfig { kind, bucket_policy });
+                storage.insert(
+                    name.clone(),
+                    StorageConfig {
+                        kind,
+                        bucket_policy,
+                    },
+                );
             }
         }
     }
@@ -677,7 +786,14 @@ fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<Stri
                 .collect();
             let tags = s.string_map(errors, "tags");
             s.finish(errors);
-            roles.insert(name.clone(), RoleConfig { arn, policies, tags });
+            roles.insert(
+                name.clone(),
+                RoleConfig {
+                    arn,
+                    policies,
+                    tags,
+                },
+            );
         }
     }
 
@@ -695,7 +811,11 @@ fn convert(tree: &Table, base: &Path, file: Option<&Path>, errors: &mut Vec<Stri
             "identity_provider.password_header: {password_header:?} is not Password or PasswordBase64"
         ));
     }
-    let sftp_authentication_methods = s.string(errors, "sftp_authentication_methods", "PUBLIC_KEY_OR_PASSWORD");
+    let sftp_authentication_methods = s.string(
+        errors,
+        "sftp_authentication_methods",
+        "PUBLIC_KEY_OR_PASSWORD",
+    );
     if wharf_sftp::AuthMethods::parse(&sftp_authentication_methods).is_none() {
         errors.push(format!(
             "identity_provider.sftp_authentication_methods: {sftp_authentication_methods:?} is not PASSWORD, PUBLIC_KEY, PUBLIC_KEY_OR_PASSWORD or PUBLIC_KEY_AND_PASSWORD"
@@ -776,7 +896,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("wharf.toml");
         std::fs::write(&path, text).unwrap();
-        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         load(Some(&path), &env)
     }
 
@@ -787,7 +910,10 @@ mod tests {
         assert_eq!(config.sftp.unwrap().listen.to_string(), "127.0.0.1:2222");
         assert_eq!(config.ftps.unwrap().listen.to_string(), "127.0.0.1:2121");
         assert!(config.ftp.is_none());
-        assert!(matches!(config.storage["default"].kind, StorageKind::Filesystem { .. }));
+        assert!(matches!(
+            config.storage["default"].kind,
+            StorageKind::Filesystem { .. }
+        ));
         assert_eq!(config.server.idle_timeout, Duration::from_secs(900));
     }
 
@@ -825,7 +951,10 @@ mod tests {
             "storage.files.kind: \"tape\" is not",
             "identity_provider.url: required",
         ] {
-            assert!(errors.iter().any(|e| e.starts_with(expected)), "{expected:?} not in {errors:#?}");
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "{expected:?} not in {errors:#?}"
+            );
         }
     }
 
@@ -853,9 +982,15 @@ mod tests {
         assert_eq!(config.server.banner, "hello there");
         assert_eq!(config.sftp.unwrap().listen.port(), 0);
         assert!(config.server.data_dir.ends_with("data") && config.server.data_dir.is_absolute());
-        let StorageKind::Filesystem { root } = &config.storage["Reports"].kind else { panic!() };
+        let StorageKind::Filesystem { root } = &config.storage["Reports"].kind else {
+            panic!()
+        };
         assert_eq!(root, Path::new("/abs/root"));
-        let errors = load_text("[storage.a]\nkind='filesystem'\nroot='x'\n", &[("WHARF__SERVER__BOGUS", "1")]).unwrap_err();
+        let errors = load_text(
+            "[storage.a]\nkind='filesystem'\nroot='x'\n",
+            &[("WHARF__SERVER__BOGUS", "1")],
+        )
+        .unwrap_err();
         assert_eq!(errors, ["server.bogus: unknown key"]);
     }
 

@@ -15,8 +15,12 @@ use crate::config::ServerConfig;
 fn load(path: &Path) -> Result<PrivateKey, Failure> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Failure::User(format!("cannot read host key {}: {e}", path.display())))?;
-    russh::keys::decode_secret_key(&text, None)
-        .map_err(|e| Failure::User(format!("host key {} is not a usable private key: {e}", path.display())))
+    russh::keys::decode_secret_key(&text, None).map_err(|e| {
+        Failure::User(format!(
+            "host key {} is not a usable private key: {e}",
+            path.display()
+        ))
+    })
 }
 
 fn generate(algorithm: &str) -> Result<PrivateKey, Failure> {

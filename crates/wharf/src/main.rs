@@ -32,7 +32,11 @@ pub enum Failure {
 pub type CommandResult = Result<(), Failure>;
 
 #[derive(Parser, Debug)]
-#[command(name = "wharf", version, about = "SFTP and FTPS in front of S3 or a filesystem, the AWS Transfer Family way")]
+#[command(
+    name = "wharf",
+    version,
+    about = "SFTP and FTPS in front of S3 or a filesystem, the AWS Transfer Family way"
+)]
 struct Cli {
     /// Configuration file (default: ./wharf.toml, else the embedded default).
     #[arg(long, global = true, value_name = "FILE")]
@@ -116,7 +120,13 @@ fn run(cli: Cli) -> CommandResult {
         }
         Command::Policy(PolicyCommand::Simulate(args)) => {
             let config = load_config(config_path.as_deref())?;
-            runtime.block_on(testidp::simulate(&config, &args.user, &args.action, &args.resource, &args.context))
+            runtime.block_on(testidp::simulate(
+                &config,
+                &args.user,
+                &args.action,
+                &args.resource,
+                &args.context,
+            ))
         }
     }
 }

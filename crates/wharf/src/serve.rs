@@ -56,7 +56,10 @@ async fn ensure_demo_user(users: &UserStore, sftp: Option<std::net::SocketAddr>)
 
 async fn signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return "";
     };
@@ -94,9 +97,12 @@ pub async fn serve(config: Config) -> CommandResult {
         )
         .map_err(|e| Failure::User(format!("protocols.sftp: {e}")))?;
         let server = Arc::new(server);
-        let listener = TcpListener::bind(sftp.listen)
-            .await
-            .map_err(|e| Failure::User(format!("protocols.sftp.listen: cannot listen on {}: {e}", sftp.listen)))?;
+        let listener = TcpListener::bind(sftp.listen).await.map_err(|e| {
+            Failure::User(format!(
+                "protocols.sftp.listen: cannot listen on {}: {e}",
+                sftp.listen
+            ))
+        })?;
         let address = listener
             .local_addr()
             .map_err(|e| Failure::Internal(e.to_string()))?;
@@ -112,13 +118,15 @@ pub async fn serve(config: Config) -> CommandResult {
             },
         ));
     }
-    if config.is_embedded() {
-        if let Some(users) = &users {
-            ensure_demo_user(users, sftp_address).await?;
-        }
+    if config.is_embedded()
+        && let Some(users) = &users
+    {
+        ensure_demo_user(users, sftp_address).await?;
     }
     if config.ftps.is_some() || config.ftp.is_some() {
-        eprintln!("wharf: warning: FTPS and FTP are not available in this build yet; their sections are ignored");
+        eprintln!(
+            "wharf: warning: FTPS and FTP are not available in this build yet; their sections are ignored"
+        );
     }
 
     let received = signal().await;

@@ -66,17 +66,24 @@ pub async fn run(config: &Config, args: TestIdpArgs) -> CommandResult {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| Failure::User(format!("cannot read {}: {e}", path.display())))?;
-            Credential::PublicKey(parse_public_key(text.trim()).map_err(|e| Failure::User(format!("{}: {e}", path.display())))?)
+            Credential::PublicKey(
+                parse_public_key(text.trim())
+                    .map_err(|e| Failure::User(format!("{}: {e}", path.display())))?,
+            )
         }
         (None, true) => {
             let mut line = String::new();
             std::io::stdin()
                 .read_line(&mut line)
                 .map_err(|e| Failure::User(format!("cannot read the password: {e}")))?;
-            Credential::Password(wharf_identity::Password::new(line.trim_end_matches(['\n', '\r'])))
+            Credential::Password(wharf_identity::Password::new(
+                line.trim_end_matches(['\n', '\r']),
+            ))
         }
         (None, false) => {
-            return Err(Failure::User("give --password-stdin or --public-key FILE".into()));
+            return Err(Failure::User(
+                "give --password-stdin or --public-key FILE".into(),
+            ));
         }
     };
     let (gateway, _) = wiring::gateway(config, AuditLog::discard()).await?;
@@ -99,11 +106,20 @@ pub async fn run(config: &Config, args: TestIdpArgs) -> CommandResult {
             false
         }
     };
-    println!("{}", serde_json::to_string_pretty(&output).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&output).unwrap_or_default()
+    );
     if allowed { Ok(()) } else { Err(Failure::No) }
 }
 
-pub async fn simulate(config: &Config, user: &str, action: &str, resource: &str, context: &[String]) -> CommandResult {
+pub async fn simulate(
+    config: &Config,
+    user: &str,
+    action: &str,
+    resource: &str,
+    context: &[String],
+) -> CommandResult {
     let mut extra = Vec::new();
     for pair in context {
         let (key, value) = pair
@@ -113,7 +129,9 @@ pub async fn simulate(config: &Config, user: &str, action: &str, resource: &str,
         extra.push((key.to_owned(), value.to_owned()));
     }
     if !resource.starts_with("arn:") {
-        return Err(Failure::User(format!("--resource {resource:?} is not an ARN (arn:aws:s3:::STORE/key)")));
+        return Err(Failure::User(format!(
+            "--resource {resource:?} is not an ARN (arn:aws:s3:::STORE/key)"
+        )));
     }
     let (gateway, _) = wiring::gateway(config, AuditLog::discard()).await?;
     let source_ip = extra
@@ -128,7 +146,8 @@ pub async fn simulate(config: &Config, user: &str, action: &str, resource: &str,
         .unwrap_or(Protocol::Sftp);
     let conn = conn(protocol, source_ip);
     let (_, identity) = gateway.lookup(&conn, user).await;
-    let identity = identity.map_err(|d| Failure::User(format!("cannot resolve user {user:?}: {}", d.reason)))?;
+    let identity = identity
+        .map_err(|d| Failure::User(format!("cannot resolve user {user:?}: {}", d.reason)))?;
     let authorizer = gateway
         .authorizer(&identity, &conn)
         .map_err(|d| Failure::User(d.reason))?;
@@ -136,9 +155,23 @@ pub async fn simulate(config: &Config, user: &str, action: &str, resource: &str,
     let store = resource
         .strip_prefix("arn:aws:s3:::")
         .map(|rest| rest.split('/').next().unwrap_or(rest));
-    let extra_refs: Vec<(&str, &str)> = extra.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let extra_refs: Vec<(&str, &str)> = extra
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let decision = authorizer.decide(action, resource, &extra_refs, store);
-    println!("{}", if decision.allowed { "allowed" } else { "denied" });
+    println!(
+        "{}",
+        if decision.allowed {
+            "allowed"
+        } else {
+            "denied"
+        }
+    );
     println!("{decision}");
-    if decision.allowed { Ok(()) } else { Err(Failure::No) }
+    if decision.allowed {
+        Ok(())
+    } else {
+        Err(Failure::No)
+    }
 }

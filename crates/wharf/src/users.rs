@@ -70,7 +70,9 @@ fn read_password() -> Result<Password, Failure> {
         .map_err(|e| Failure::User(format!("cannot read the password from standard input: {e}")))?;
     let password = line.trim_end_matches(['\n', '\r']);
     if password.is_empty() {
-        return Err(Failure::User("the password on standard input is empty".into()));
+        return Err(Failure::User(
+            "the password on standard input is empty".into(),
+        ));
     }
     Ok(Password::new(password))
 }
@@ -78,21 +80,27 @@ fn read_password() -> Result<Password, Failure> {
 /// One key, or every key of an `@authorized_keys` file.
 fn read_keys(argument: &str) -> Result<Vec<PublicKey>, Failure> {
     if let Some(path) = argument.strip_prefix('@') {
-        let text = std::fs::read_to_string(path).map_err(|e| Failure::User(format!("cannot read {path}: {e}")))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::User(format!("cannot read {path}: {e}")))?;
         let mut keys = Vec::new();
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            keys.push(parse_public_key(line).map_err(|e| Failure::User(format!("{path}:{}: {e}", n + 1)))?);
+            keys.push(
+                parse_public_key(line)
+                    .map_err(|e| Failure::User(format!("{path}:{}: {e}", n + 1)))?,
+            );
         }
         if keys.is_empty() {
             return Err(Failure::User(format!("{path} holds no public key")));
         }
         Ok(keys)
     } else {
-        Ok(vec![parse_public_key(argument).map_err(|e| Failure::User(format!("--ssh-key: {e}")))?])
+        Ok(vec![
+            parse_public_key(argument).map_err(|e| Failure::User(format!("--ssh-key: {e}")))?,
+        ])
     }
 }
 
@@ -104,13 +112,19 @@ fn key_value(argument: &str, flag: &str) -> Result<(String, String), Failure> {
         .ok_or_else(|| Failure::User(format!("{flag} {argument:?}: expected KEY=VALUE")))
 }
 
-fn user_store_for(config: &Config) -> impl std::future::Future<Output = Result<UserStore, Failure>> + '_ {
+fn user_store_for(
+    config: &Config,
+) -> impl std::future::Future<Output = Result<UserStore, Failure>> + '_ {
     wiring::user_store(config)
 }
 
 async fn add(config: &Config, args: AddArgs) -> CommandResult {
     check_username(&args.name).map_err(|e| Failure::User(e.to_string()))?;
-    let password = if args.password_stdin { Some(read_password()?) } else { None };
+    let password = if args.password_stdin {
+        Some(read_password()?)
+    } else {
+        None
+    };
     let mut public_keys = Vec::new();
     for argument in &args.ssh_keys {
         public_keys.extend(read_keys(argument)?);
@@ -121,11 +135,13 @@ async fn add(config: &Config, args: AddArgs) -> CommandResult {
             args.name
         )));
     }
-    let logical = !args.mappings.is_empty() || args.home_directory_type.as_deref() == Some("LOGICAL");
+    let logical =
+        !args.mappings.is_empty() || args.home_directory_type.as_deref() == Some("LOGICAL");
     let (home_directory_type, home_directory, details) = if logical {
         if args.home_directory.is_some() {
             return Err(Failure::User(
-                "--home-directory is for PATH homes; use --home-directory-mapping for LOGICAL".into(),
+                "--home-directory is for PATH homes; use --home-directory-mapping for LOGICAL"
+                    .into(),
             ));
         }
         let mut entries = Vec::new();
@@ -134,7 +150,9 @@ async fn add(config: &Config, args: AddArgs) -> CommandResult {
             entries.push(json!({"Entry": entry, "Target": target}));
         }
         if entries.is_empty() {
-            return Err(Failure::User("LOGICAL needs at least one --home-directory-mapping".into()));
+            return Err(Failure::User(
+                "LOGICAL needs at least one --home-directory-mapping".into(),
+            ));
         }
         ("LOGICAL".to_owned(), None, Some(Value::Array(entries)))
     } else {
@@ -144,11 +162,16 @@ async fn add(config: &Config, args: AddArgs) -> CommandResult {
                 // One store: the user is chrooted to their own folder in it.
                 let store = config.storage.keys().next().cloned().unwrap_or_default();
                 let target = format!("/{store}/{}", args.name);
-                ("LOGICAL".to_owned(), None, Some(json!([{"Entry": "/", "Target": target}])))
+                (
+                    "LOGICAL".to_owned(),
+                    None,
+                    Some(json!([{"Entry": "/", "Target": target}])),
+                )
             }
             None => {
                 return Err(Failure::User(
-                    "give --home-directory /STORE/PREFIX or --home-directory-mapping ENTRY=TARGET".into(),
+                    "give --home-directory /STORE/PREFIX or --home-directory-mapping ENTRY=TARGET"
+                        .into(),
                 ));
             }
         }
@@ -157,10 +180,14 @@ async fn add(config: &Config, args: AddArgs) -> CommandResult {
         None => None,
         Some(text) => {
             let text = match text.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path).map_err(|e| Failure::User(format!("cannot read {path}: {e}")))?,
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| Failure::User(format!("cannot read {path}: {e}")))?,
                 None => text.clone(),
             };
-            Some(serde_json::from_str::<Value>(&text).map_err(|e| Failure::User(format!("--policy is not JSON: {e}")))?)
+            Some(
+                serde_json::from_str::<Value>(&text)
+                    .map_err(|e| Failure::User(format!("--policy is not JSON: {e}")))?,
+            )
         }
     };
     let mut session_tags = BTreeMap::new();
@@ -205,7 +232,10 @@ pub async fn run(config: &Config, command: UserCommand) -> CommandResult {
         UserCommand::List => {
             let users = user_store_for(config).await?;
             let all = users.list().await.map_err(|e| Failure::Internal(e.0))?;
-            println!("{:<24} {:<8} {:<5} {:<8} HOME", "USER", "TYPE", "KEYS", "PASSWORD");
+            println!(
+                "{:<24} {:<8} {:<5} {:<8} HOME",
+                "USER", "TYPE", "KEYS", "PASSWORD"
+            );
             for user in all {
                 let home = match (&user.home_directory, &user.home_directory_details) {
                     (Some(home), _) => home.clone(),
@@ -229,12 +259,19 @@ pub async fn run(config: &Config, command: UserCommand) -> CommandResult {
                 .await
                 .map_err(|e| Failure::Internal(e.0))?
                 .ok_or_else(|| Failure::User(format!("no user {name:?}")))?;
-            println!("{}", serde_json::to_string_pretty(&user.to_json()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&user.to_json()).unwrap_or_default()
+            );
             Ok(())
         }
         UserCommand::Remove { name } => {
             let users = user_store_for(config).await?;
-            if users.remove(&name).await.map_err(|e| Failure::Internal(e.0))? {
+            if users
+                .remove(&name)
+                .await
+                .map_err(|e| Failure::Internal(e.0))?
+            {
                 println!("user {name} removed");
                 Ok(())
             } else {
@@ -244,7 +281,11 @@ pub async fn run(config: &Config, command: UserCommand) -> CommandResult {
         UserCommand::SetPassword { name, .. } => {
             let password = read_password()?;
             let users = user_store_for(config).await?;
-            if users.set_password(&name, &password).await.map_err(|e| Failure::Internal(e.0))? {
+            if users
+                .set_password(&name, &password)
+                .await
+                .map_err(|e| Failure::Internal(e.0))?
+            {
                 println!("password of {name} changed");
                 Ok(())
             } else {
@@ -255,18 +296,27 @@ pub async fn run(config: &Config, command: UserCommand) -> CommandResult {
             let keys = read_keys(&key)?;
             let users = user_store_for(config).await?;
             for key in keys {
-                let fingerprint = users.add_key(&name, &key).await.map_err(|e| Failure::User(e.0))?;
+                let fingerprint = users
+                    .add_key(&name, &key)
+                    .await
+                    .map_err(|e| Failure::User(e.0))?;
                 println!("key {fingerprint} added to {name}");
             }
             Ok(())
         }
         UserCommand::RemoveKey { name, fingerprint } => {
             let users = user_store_for(config).await?;
-            if users.remove_key(&name, &fingerprint).await.map_err(|e| Failure::Internal(e.0))? {
+            if users
+                .remove_key(&name, &fingerprint)
+                .await
+                .map_err(|e| Failure::Internal(e.0))?
+            {
                 println!("key {fingerprint} removed from {name}");
                 Ok(())
             } else {
-                Err(Failure::User(format!("user {name:?} has no key {fingerprint}")))
+                Err(Failure::User(format!(
+                    "user {name:?} has no key {fingerprint}"
+                )))
             }
         }
     }
