@@ -511,6 +511,9 @@ impl russh::server::Handler for Connection {
                     },
                 );
             }
+            // scp in SFTP mode takes the subsystem's exit status as its own.
+            let status = if ended == Ended::Eof { 0 } else { 1 };
+            let _ = write.exit_status(status).await;
             let _ = write.eof().await;
             let _ = write.close().await;
             counter.fetch_sub(1, Ordering::Relaxed);

@@ -1,5 +1,7 @@
 //! Development-only helpers shared by the test suites: launchers for real
-//! peer programs (an S3 API server, the OpenSSH and paramiko clients),
-//! fixtures and fault injection.
+//! peer programs (an S3 API server, the wharf binary, the OpenSSH and
+//! paramiko clients) and fixtures.
 
 pub mod s3;
+pub mod tools;
+pub mod wharf;

@@ -9,6 +9,7 @@
 //! (by PID) when dropped. moto accepts any credentials and does not check
 //! signatures.
 
+use crate::tools::{find_in_path, workspace_root};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -56,21 +57,6 @@ impl std::fmt::Debug for S3Server {
             .field("endpoint", &self.endpoint())
             .finish()
     }
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
 }
 
 fn find_moto_server() -> PathBuf {

@@ -158,7 +158,15 @@ impl UserFs {
         match self.inner.authorizer.authorize(&request) {
             Ok(()) => Ok(()),
             Err(denied) => {
-                let message = format!("{} on {}", request.action, request.resource_arn());
+                let message = match request.action {
+                    Action::ListBucket => format!(
+                        "{} on {} with s3:prefix {:?}",
+                        request.action,
+                        request.resource_arn(),
+                        request.key
+                    ),
+                    _ => format!("{} on {}", request.action, request.resource_arn()),
+                };
                 self.inner.audit.record(
                     Activity::AccessDenied,
                     &Event {

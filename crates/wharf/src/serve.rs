@@ -129,6 +129,7 @@ pub async fn serve(config: Config) -> CommandResult {
         );
     }
 
+    eprintln!("wharf: ready");
     let received = signal().await;
     eprintln!(
         "wharf: {received}: refusing new connections, letting transfers finish for up to {:?}",

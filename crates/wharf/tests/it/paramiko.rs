@@ -1,0 +1,90 @@
+//! paramiko for the operations the OpenSSH client does not reach.
+
+use crate::*;
+
+fn run(wharf: &Wharf, checks: &[&str]) {
+    let port = wharf.sftp_port().to_string();
+    let mut args = vec![port.as_str(), "alice", "alice-pw"];
+    args.extend_from_slice(checks);
+    let out = wharf_test_support::wharf::python(&py("sftp_checks.py"), &args);
+    assert!(
+        out.status.success(),
+        "paramiko checks failed:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    for check in checks {
+        assert!(
+            stdout(&out).contains(&format!("ok {check}\n")),
+            "{check} did not run: {}",
+            stdout(&out)
+        );
+    }
+}
+
+fn alice(extra: &str) -> Wharf {
+    let wharf = prepare(extra);
+    wharf.add_user(
+        "alice",
+        Some("alice-pw"),
+        &["--home-directory-mapping", "/=/default/alice"],
+    );
+    wharf.start()
+}
+
+#[test]
+fn files_attributes_renames_and_errors() {
+    let wharf = alice("");
+    run(&wharf, &["files", "attributes", "renames", "errors"]);
+    wharf.wait_for_log("SETSTAT", |l| l["activity-type"] == "SETSTAT");
+}
+
+#[test]
+fn concurrent_requests_on_one_session() {
+    let wharf = alice("");
+    run(&wharf, &["concurrency", "flood"]);
+}
+
+#[test]
+fn malformed_packets_close_only_their_channel() {
+    let wharf = alice("");
+    run(&wharf, &["malformed"]);
+    wharf.wait_for_log("protocol ERROR", |l| {
+        l["activity-type"] == "ERROR" && l["message"] == "SFTP protocol error; channel closed"
+    });
+}
+
+#[test]
+fn max_sessions_per_user() {
+    let wharf = prepare("");
+    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
+    std::fs::write(
+        wharf.config_path(),
+        config.replace("[server]\n", "[server]\nmax_sessions_per_user = 1\n"),
+    )
+    .unwrap();
+    wharf.add_user("alice", Some("alice-pw"), &[]);
+    let wharf = wharf.start();
+    run(&wharf, &["session_limit"]);
+    wharf.wait_for_log("session limit", |l| {
+        l["activity-type"] == "AUTH_FAILURE"
+            && l["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("max_sessions_per_user")
+    });
+}
+
+#[test]
+fn idle_sessions_are_closed() {
+    let wharf = prepare("");
+    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
+    std::fs::write(
+        wharf.config_path(),
+        config.replace("[server]\n", "[server]\nidle_timeout = \"2s\"\n"),
+    )
+    .unwrap();
+    wharf.add_user("alice", Some("alice-pw"), &[]);
+    let wharf = wharf.start();
+    run(&wharf, &["idle_timeout"]);
+}
