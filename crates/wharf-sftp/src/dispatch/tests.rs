@@ -1,1 +1,280 @@
+#![allow(clippy::unwrap_used)]
 
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::mpsc;
+use wharf_audit::{AuditLog, SessionFields};
+use wharf_storage::filesystem::FilesystemStore;
+use wharf_vfs::{
+    AccessRequest, AuditContext, Authorizer, Denied, Mount, MountKind, Namespace, StoreHandle,
+    UserFs, VirtualPath,
+};
+
+use super::*;
+use crate::codec::*;
+
+struct AllowAll;
+impl Authorizer for AllowAll {
+    fn authorize(&self, _: &AccessRequest<'_>) -> Result<(), Denied> {
+        Ok(())
+    }
+}
+
+struct ChunkInput(mpsc::Receiver<Bytes>);
+impl Input for ChunkInput {
+    async fn next(&mut self) -> Option<Bytes> {
+        self.0.recv().await
+    }
+}
+
+struct ChunkOutput(mpsc::UnboundedSender<Bytes>);
+impl Output for ChunkOutput {
+    async fn send(&mut self, data: Bytes) -> Result<(), ()> {
+        self.0.send(data).map_err(|_| ())
+    }
+}
+
+struct Harness {
+    _dir: tempfile::TempDir,
+    root: std::path::PathBuf,
+    input: mpsc::Sender<Bytes>,
+    replies: mpsc::UnboundedReceiver<Bytes>,
+    pending: BytesMut,
+    session: tokio::task::JoinHandle<Ended>,
+}
+
+fn frame(body: BytesMut) -> Bytes {
+    let mut packet = BytesMut::new();
+    packet.put_u32(body.len() as u32);
+    packet.extend_from_slice(&body);
+    packet.freeze()
+}
+
+fn request(kind: u8, id: u32, fill: impl FnOnce(&mut BytesMut)) -> Bytes {
+    let mut body = BytesMut::new();
+    body.put_u8(kind);
+    body.put_u32(id);
+    fill(&mut body);
+    frame(body)
+}
+
+fn put_str(buf: &mut BytesMut, s: &[u8]) {
+    buf.put_u32(s.len() as u32);
+    buf.put_slice(s);
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let store = Arc::new(StoreHandle {
+            name: "s".into(),
+            store: Arc::new(FilesystemStore::open(&root).unwrap()),
+        });
+        let namespace = Namespace::new(
+            vec![Mount {
+                entry: VirtualPath::root(),
+                store,
+                prefix: String::new(),
+                kind: MountKind::Directory,
+                inner_anchor: None,
+            }],
+            VirtualPath::root(),
+        );
+        let fs = UserFs::new(
+            namespace,
+            Arc::new(AllowAll),
+            AuditContext {
+                log: AuditLog::discard(),
+                session: Arc::new(SessionFields::default()),
+            },
+        );
+        let (input, rx) = mpsc::channel(16);
+        let (tx, replies) = mpsc::unbounded_channel();
+        let session = tokio::spawn(run(fs, "test".into(), ChunkInput(rx), ChunkOutput(tx)));
+        let mut harness = Harness {
+            _dir: dir,
+            root,
+            input,
+            replies,
+            pending: BytesMut::new(),
+            session,
+        };
+        let mut init = BytesMut::new();
+        init.put_u8(SSH_FXP_INIT);
+        init.put_u32(3);
+        harness.send(frame(init)).await;
+        let version = harness.reply().await;
+        assert_eq!(version[0], SSH_FXP_VERSION);
+        harness
+    }
+
+    async fn send(&self, bytes: Bytes) {
+        self.input.send(bytes).await.unwrap();
+    }
+
+    /// The next reply packet (type onwards), across output chunk boundaries.
+    async fn reply(&mut self) -> Bytes {
+        loop {
+            if self.pending.len() >= 4 {
+                let len = u32::from_be_bytes(self.pending[..4].try_into().unwrap()) as usize;
+                if self.pending.len() >= 4 + len {
+                    let mut packet = self.pending.split_to(4 + len);
+                    let _ = packet.split_to(4);
+                    return packet.freeze();
+                }
+            }
+            let chunk =
+                tokio::time::timeout(std::time::Duration::from_secs(10), self.replies.recv())
+                    .await
+                    .unwrap()
+                    .unwrap();
+            self.pending.extend_from_slice(&chunk);
+        }
+    }
+
+    async fn status(&mut self) -> (u32, u32) {
+        let reply = self.reply().await;
+        assert_eq!(reply[0], SSH_FXP_STATUS, "{reply:?}");
+        let id = u32::from_be_bytes(reply[1..5].try_into().unwrap());
+        let code = u32::from_be_bytes(reply[5..9].try_into().unwrap());
+        (id, code)
+    }
+
+    async fn open(&mut self, id: u32, path: &str, flags: u32) -> Bytes {
+        self.send(request(SSH_FXP_OPEN, id, |b| {
+            put_str(b, path.as_bytes());
+            b.put_u32(flags);
+            b.put_u32(0);
+        }))
+        .await;
+        let reply = self.reply().await;
+        assert_eq!(reply[0], SSH_FXP_HANDLE, "{reply:?}");
+        let len = u32::from_be_bytes(reply[5..9].try_into().unwrap()) as usize;
+        reply.slice(9..9 + len)
+    }
+}
+
+#[tokio::test]
+async fn pipelined_writes_in_split_chunks_land_in_order() {
+    let mut h = Harness::start().await;
+    let handle = h
+        .open(1, "/f.bin", SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC)
+        .await;
+    let mut all = BytesMut::new();
+    let mut expected = Vec::new();
+    for i in 0..50u32 {
+        let data = vec![i as u8; 1000];
+        expected.extend_from_slice(&data);
+        all.extend_from_slice(&request(SSH_FXP_WRITE, 100 + i, |b| {
+            put_str(b, &handle);
+            b.put_u64(u64::from(i) * 1000);
+            put_str(b, &data);
+        }));
+    }
+    all.extend_from_slice(&request(SSH_FXP_CLOSE, 999, |b| put_str(b, &handle)));
+    // Deliver the pipelined packets in odd-sized pieces.
+    let all = all.freeze();
+    for piece in all.chunks(777) {
+        h.send(Bytes::copy_from_slice(piece)).await;
+    }
+    let mut ids = Vec::new();
+    for _ in 0..51 {
+        let (id, code) = h.status().await;
+        assert_eq!(code, 0, "request {id}");
+        ids.push(id);
+    }
+    assert_eq!(
+        *ids.last().unwrap(),
+        999,
+        "CLOSE answered before its writes"
+    );
+    assert_eq!(std::fs::read(h.root.join("f.bin")).unwrap(), expected);
+}
+
+#[tokio::test]
+async fn concurrent_reads_all_answered() {
+    let mut h = Harness::start().await;
+    let data: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(h.root.join("r.bin"), &data).unwrap();
+    let handle = h.open(1, "/r.bin", SSH_FXF_READ).await;
+    for i in 0..40u32 {
+        h.send(request(SSH_FXP_READ, 10 + i, |b| {
+            put_str(b, &handle);
+            b.put_u64(u64::from(i) * 10_000);
+            b.put_u32(10_000);
+        }))
+        .await;
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..40 {
+        let reply = h.reply().await;
+        assert_eq!(reply[0], SSH_FXP_DATA);
+        let id = u32::from_be_bytes(reply[1..5].try_into().unwrap());
+        seen.insert(id, reply.slice(9..));
+    }
+    for (i, (id, bytes)) in seen.iter().enumerate() {
+        assert_eq!(*id, 10 + i as u32);
+        assert_eq!(&bytes[..], &data[i * 10_000..(i + 1) * 10_000]);
+    }
+    h.send(request(SSH_FXP_READ, 77, |b| {
+        put_str(b, &handle);
+        b.put_u64(1 << 30);
+        b.put_u32(100);
+    }))
+    .await;
+    assert_eq!(h.status().await, (77, StatusCode::Eof as u32));
+}
+
+#[tokio::test]
+async fn a_dropped_session_leaves_no_upload() {
+    let mut h = Harness::start().await;
+    let handle = h
+        .open(1, "/partial.bin", SSH_FXF_WRITE | SSH_FXF_CREAT)
+        .await;
+    h.send(request(SSH_FXP_WRITE, 2, |b| {
+        put_str(b, &handle);
+        b.put_u64(0);
+        put_str(b, &[1u8; 5000]);
+    }))
+    .await;
+    assert_eq!(h.status().await, (2, 0));
+    drop(h.input);
+    assert_eq!(h.session.await.unwrap(), Ended::Eof);
+    let entries: Vec<_> = std::fs::read_dir(&h.root).unwrap().collect();
+    assert!(entries.is_empty(), "{entries:?}");
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_packets_end_the_session() {
+    let h = Harness::start().await;
+    let mut huge = BytesMut::new();
+    huge.put_u32((MAX_PACKET_BYTES + 1) as u32);
+    h.send(huge.freeze()).await;
+    assert!(matches!(h.session.await.unwrap(), Ended::Protocol(m) if m.contains("larger")));
+
+    let h = Harness::start().await;
+    h.send(request(SSH_FXP_OPEN, 1, |b| b.put_u32(1000))).await;
+    assert!(matches!(h.session.await.unwrap(), Ended::Protocol(m) if m.contains("malformed")));
+}
+
+#[tokio::test]
+async fn invalid_handles_and_unknown_requests_get_status_replies() {
+    let mut h = Harness::start().await;
+    h.send(request(SSH_FXP_READ, 5, |b| {
+        put_str(b, b"nope");
+        b.put_u64(0);
+        b.put_u32(10);
+    }))
+    .await;
+    assert_eq!(h.status().await, (5, StatusCode::Failure as u32));
+    h.send(request(SSH_FXP_CLOSE, 6, |b| put_str(b, b"\0\0\0\x09")))
+        .await;
+    assert_eq!(h.status().await, (6, StatusCode::Failure as u32));
+    h.send(request(150, 7, |_| {})).await;
+    assert_eq!(h.status().await, (7, StatusCode::OpUnsupported as u32));
+    h.send(request(SSH_FXP_STAT, 8, |b| put_str(b, b"/missing")))
+        .await;
+    assert_eq!(h.status().await, (8, StatusCode::NoSuchFile as u32));
+}
