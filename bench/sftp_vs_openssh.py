@@ -163,7 +163,7 @@ def main():
     parser.add_argument("--buffer", default=None, help="sftp -B request size (default: the client's 32768)")
     parser.add_argument("--requests", default=None, help="sftp -R requests in flight (default 64)")
     parser.add_argument("--logins", type=int, default=20)
-    parser.add_argument("--idle-sessions", type=int, default=20)
+    parser.add_argument("--idle-sessions", type=int, default=50)
     parser.add_argument("--work", default="/dev/shm")
     args = parser.parse_args()
 
@@ -196,6 +196,12 @@ def main():
         extra += ["-R", args.requests]
     results = {}
     try:
+        # Idle sessions first, on fresh processes (after transfers the
+        # allocator keeps freed buffers, which would hide the cost).
+        idle = {
+            "wharf": idle_rss(wharf_proc.pid, wharf_port, "bench", key, args.idle_sessions, False),
+            "openssh": idle_rss(sshd_proc.pid, sshd_port, "root", key, args.idle_sessions, True),
+        }
         for cipher in args.ciphers:
             for run in range(args.runs):
                 order = ["wharf", "openssh"] if run % 2 == 0 else ["openssh", "wharf"]
@@ -211,10 +217,6 @@ def main():
         for name, (port, user, base) in targets.items():
             times = [sftp(port, user, key, f"ls {base}\n", "aes128-gcm@openssh.com") for _ in range(args.logins)]
             latency[name] = statistics.median(times) * 1000
-        idle = {
-            "wharf": idle_rss(wharf_proc.pid, wharf_port, "bench", key, args.idle_sessions, False),
-            "openssh": idle_rss(sshd_proc.pid, sshd_port, "root", key, args.idle_sessions, True),
-        }
     finally:
         servers.stop()
         shutil.rmtree(work, ignore_errors=True)

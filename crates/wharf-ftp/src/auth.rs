@@ -30,6 +30,14 @@ pub struct FtpUser {
 }
 
 impl FtpUser {
+    pub(crate) fn new(session: Session) -> FtpUser {
+        let home = std::path::PathBuf::from(session.fs.home().as_str());
+        FtpUser {
+            session: Arc::new(session),
+            home,
+        }
+    }
+
     pub(crate) fn fs(&self) -> &UserFs {
         &self.session.fs
     }
@@ -76,8 +84,9 @@ impl Authenticator for GatewayAuthenticator {
         creds: &Credentials,
     ) -> Result<Principal, AuthenticationError> {
         let conn = &self.conn;
+        // `source_ip` stays the address our accept loop was given (libunftp's
+        // is the socket's peer, which a PROXY header would override).
         let info = ConnInfo {
-            source_ip: creds.source_ip,
             // TLS configured means the control channel is TLS (USER before
             // AUTH TLS is refused) and data needs PROT P.
             secure_transport: conn.tls.is_some()
@@ -120,9 +129,6 @@ impl Authenticator for GatewayAuthenticator {
                 return Err(AuthenticationError::BadPassword);
             }
         };
-        if let Some(tls) = &conn.tls {
-            tls.counters.mark_login();
-        }
         let audit = session.fs.audit().clone();
         audit
             .log
@@ -154,10 +160,6 @@ impl UserDetailProvider for SessionProvider {
             .ok_or_else(|| UserDetailError::UserNotFound {
                 username: principal.username.clone(),
             })?;
-        let home = std::path::PathBuf::from(session.fs.home().as_str());
-        Ok(FtpUser {
-            session: Arc::new(session),
-            home,
-        })
+        Ok(FtpUser::new(session))
     }
 }

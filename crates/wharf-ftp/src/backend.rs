@@ -126,12 +126,10 @@ impl Backend {
     /// Refuses a transfer whose data connection breaks the FTPS rules:
     /// not TLS (PROT C, which libunftp lets through on EPSV), or, with
     /// `tls_session_resumption = enforced`, a full handshake.
-    fn check_data_channel(
-        &self,
-        user: &FtpUser,
-        operation: &str,
-        path: &VirtualPath,
-    ) -> Result<()> {
+    ///
+    /// Called first, before the path is even looked at: every transfer
+    /// consumes its passive port's handshake record.
+    fn check_data_channel(&self, user: &FtpUser, operation: &str, path: &Path) -> Result<()> {
         let Some(tls) = &self.conn.tls else {
             return Ok(());
         };
@@ -148,11 +146,12 @@ impl Backend {
             }
         };
         let audit = user.fs().audit();
+        let path = path.to_string_lossy();
         audit.log.record(
             Activity::Error,
             &audit.session,
             &Event {
-                path: Some(path.as_str()),
+                path: Some(&path),
                 operation: Some(operation),
                 message: Some("data connection refused"),
                 reason: Some(reason),
@@ -161,62 +160,6 @@ impl Backend {
         );
         tracing::info!(user = %user, %path, "{operation}: data connection refused: {reason}");
         Err(FtpError::new(FtpKind::PermissionDenied, reason))
-    }
-
-    /// The entries of a directory, at most [`MAX_LISTING_ENTRIES`]; a file
-    /// lists as itself.
-    async fn listing(&self, user: &FtpUser, path: &VirtualPath) -> Result<Listing> {
-        let fs = user.fs();
-        let mut listing = match fs.list(path).await {
-            Ok(listing) => listing,
-            Err(error) if error.kind == ErrorKind::NotADirectory => {
-                let meta = fs.stat(path).await.map_err(to_ftp)?;
-                if meta.is_dir() {
-                    return Err(to_ftp(error));
-                }
-                return Ok(vec![Fileinfo {
-                    path: PathBuf::from(path.file_name()),
-                    metadata: FtpMetadata(meta),
-                }]);
-            }
-            Err(error) => return Err(to_ftp(error)),
-        };
-        let mut entries = Vec::new();
-        let mut truncated = false;
-        'pages: while let Some(page) = listing
-            .next_page(LIST_PAGE.min(MAX_LISTING_ENTRIES + 1 - entries.len()))
-            .await
-            .map_err(to_ftp)?
-        {
-            for entry in page {
-                if entries.len() == MAX_LISTING_ENTRIES {
-                    truncated = true;
-                    break 'pages;
-                }
-                entries.push(Fileinfo {
-                    path: PathBuf::from(entry.name),
-                    metadata: FtpMetadata(entry.meta),
-                });
-            }
-        }
-        if truncated {
-            let message = format!(
-                "listing truncated at {MAX_LISTING_ENTRIES} entries: FTP listings are built in memory"
-            );
-            let audit = fs.audit();
-            audit.log.record(
-                Activity::Error,
-                &audit.session,
-                &Event {
-                    path: Some(path.as_str()),
-                    operation: Some("LIST"),
-                    message: Some(&message),
-                    ..Event::default()
-                },
-            );
-            tracing::warn!(user = %user, %path, "{message}");
-        }
-        Ok(entries)
     }
 
     /// Copies a file from `start` to `output`, reading the next chunk while
@@ -261,6 +204,61 @@ impl Backend {
     }
 }
 
+/// The entries of a directory, at most `cap` (a log line says when there
+/// were more); a file lists as itself.
+async fn listing(user: &FtpUser, path: &VirtualPath, cap: usize) -> Result<Listing> {
+    let fs = user.fs();
+    let mut listing = match fs.list(path).await {
+        Ok(listing) => listing,
+        Err(error) if error.kind == ErrorKind::NotADirectory => {
+            let meta = fs.stat(path).await.map_err(to_ftp)?;
+            if meta.is_dir() {
+                return Err(to_ftp(error));
+            }
+            return Ok(vec![Fileinfo {
+                path: PathBuf::from(path.file_name()),
+                metadata: FtpMetadata(meta),
+            }]);
+        }
+        Err(error) => return Err(to_ftp(error)),
+    };
+    let mut entries = Vec::new();
+    let mut truncated = false;
+    'pages: while let Some(page) = listing
+        .next_page(LIST_PAGE.min(cap + 1 - entries.len()))
+        .await
+        .map_err(to_ftp)?
+    {
+        for entry in page {
+            if entries.len() == cap {
+                truncated = true;
+                break 'pages;
+            }
+            entries.push(Fileinfo {
+                path: PathBuf::from(entry.name),
+                metadata: FtpMetadata(entry.meta),
+            });
+        }
+    }
+    if truncated {
+        let message =
+            format!("listing truncated at {cap} entries: FTP listings are built in memory");
+        let audit = fs.audit();
+        audit.log.record(
+            Activity::Error,
+            &audit.session,
+            &Event {
+                path: Some(path.as_str()),
+                operation: Some("LIST"),
+                message: Some(&message),
+                ..Event::default()
+            },
+        );
+        tracing::warn!(user = %user, %path, "{message}");
+    }
+    Ok(entries)
+}
+
 fn chunk_len(pos: u64, size: u64) -> usize {
     usize::try_from(size.saturating_sub(pos)).map_or(CHUNK, |left| left.min(CHUNK))
 }
@@ -292,9 +290,9 @@ impl StorageBackend<FtpUser> for Backend {
     where
         <Self as StorageBackend<FtpUser>>::Metadata: unftp_core::storage::Metadata,
     {
+        self.check_data_channel(user, "LIST", path.as_ref())?;
         let path = self.resolve(user, path.as_ref())?;
-        self.check_data_channel(user, "LIST", &path)?;
-        self.listing(user, &path).await
+        listing(user, &path, MAX_LISTING_ENTRIES).await
     }
 
     /// `STAT path`: a listing over the control channel.
@@ -304,7 +302,7 @@ impl StorageBackend<FtpUser> for Backend {
         Self::Metadata: unftp_core::storage::Metadata + 'static,
     {
         let path = self.resolve(user, path.as_ref())?;
-        let entries = self.listing(user, &path).await?;
+        let entries = listing(user, &path, MAX_LISTING_ENTRIES).await?;
         Ok(entries.iter().map(ToString::to_string).collect())
     }
 
@@ -319,8 +317,8 @@ impl StorageBackend<FtpUser> for Backend {
         W: AsyncWrite + Unpin + Sync + Send,
         P: AsRef<Path> + Send + Debug,
     {
+        self.check_data_channel(user, "RETR", path.as_ref())?;
         let path = self.resolve(user, path.as_ref())?;
-        self.check_data_channel(user, "RETR", &path)?;
         let _transfer = self.conn.transfer();
         let reader = user.fs().open_read(&path).await.map_err(to_ftp)?;
         let abort = self.conn.abort.clone();
@@ -342,8 +340,8 @@ impl StorageBackend<FtpUser> for Backend {
         path: P,
         start_pos: u64,
     ) -> Result<Box<dyn AsyncRead + Send + Sync + Unpin>> {
+        self.check_data_channel(user, "RETR", path.as_ref())?;
         let path = self.resolve(user, path.as_ref())?;
-        self.check_data_channel(user, "RETR", &path)?;
         let reader = user.fs().open_read(&path).await.map_err(to_ftp)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(2);
         let conn = self.conn.clone();
@@ -392,8 +390,8 @@ impl StorageBackend<FtpUser> for Backend {
         path: P,
         start_pos: u64,
     ) -> Result<u64> {
+        self.check_data_channel(user, "STOR", path.as_ref())?;
         let path = self.resolve(user, path.as_ref())?;
-        self.check_data_channel(user, "STOR", &path)?;
         if start_pos > 0 {
             // REST n + STOR, and APPE to a non-empty file (libunftp turns
             // APPE into a write at the file's size).
@@ -490,5 +488,119 @@ impl StorageBackend<FtpUser> for Backend {
         }
         self.conn.set_cwd(path);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::BTreeMap;
+    use std::io::Write;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
+    use wharf_audit::AuditLog;
+    use wharf_identity::service_managed::{NewUser, ServiceManaged, UserStore};
+    use wharf_identity::{Credential, Password, Protocol};
+    use wharf_session::{ConnInfo, Gateway, GatewayConfig};
+    use wharf_storage::filesystem::FilesystemStore;
+    use wharf_vfs::StoreHandle;
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<parking_lot::Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// alice, chrooted to a filesystem store's `alice/`, logged in.
+    async fn alice(dir: &Path, lines: &Lines) -> FtpUser {
+        let users = UserStore::open_sqlite(&dir.join("users.db")).await.unwrap();
+        users
+            .add(&NewUser {
+                username: "alice".into(),
+                password: Some(Password::new("pw")),
+                home_directory_type: "LOGICAL".into(),
+                home_directory_details: Some(
+                    serde_json::json!([{"Entry": "/", "Target": "/default/alice"}]),
+                ),
+                ..NewUser::default()
+            })
+            .await
+            .unwrap();
+        let root = dir.join("default");
+        std::fs::create_dir_all(root.join("alice")).unwrap();
+        let store = Arc::new(StoreHandle {
+            name: "default".into(),
+            store: Arc::new(FilesystemStore::open(&root).unwrap()),
+        });
+        let gateway = Gateway::new(GatewayConfig {
+            server_id: "s-unit".into(),
+            provider: Arc::new(ServiceManaged::new(users, Duration::from_secs(5))),
+            stores: BTreeMap::from([("default".to_owned(), store)]),
+            roles: BTreeMap::new(),
+            bucket_policies: BTreeMap::new(),
+            audit: AuditLog::to_writer(Box::new(lines.clone())),
+            max_sessions_per_user: 0,
+        });
+        let conn = ConnInfo {
+            session_id: "1".into(),
+            source_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            protocol: Protocol::Ftps,
+            client: None,
+            secure_transport: true,
+        };
+        let fields = gateway.session_fields(&conn);
+        let identity = gateway
+            .authenticate(
+                &fields,
+                &conn,
+                "alice",
+                Credential::Password(Password::new("pw")),
+                "password",
+            )
+            .await
+            .unwrap();
+        let session = gateway
+            .open_session(&fields, &conn, identity, "password", None)
+            .unwrap();
+        FtpUser::new(session)
+    }
+
+    #[tokio::test]
+    async fn listings_stop_at_the_cap_and_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let lines = Lines::default();
+        let user = alice(dir.path(), &lines).await;
+        for i in 0..7 {
+            std::fs::write(dir.path().join(format!("default/alice/f{i}")), b"x").unwrap();
+        }
+        let root = VirtualPath::root();
+        assert_eq!(listing(&user, &root, 7).await.unwrap().len(), 7);
+        assert!(lines.0.lock().is_empty());
+        let capped = listing(&user, &root, 5).await.unwrap();
+        assert_eq!(capped.len(), 5);
+        let text = String::from_utf8(lines.0.lock().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+        assert_eq!(line["activity-type"], "ERROR");
+        assert_eq!(line["operation"], "LIST");
+        assert_eq!(
+            line["message"],
+            "listing truncated at 5 entries: FTP listings are built in memory"
+        );
+        // A file lists as itself.
+        let file = user.fs().path(&root, "f3").unwrap();
+        let single = listing(&user, &file, 5).await.unwrap();
+        assert_eq!(single.len(), 1);
+        assert_eq!(single[0].path, PathBuf::from("f3"));
     }
 }

@@ -8,16 +8,17 @@
 //! connections are checked against their control connection (see
 //! [`crate::tls`]).
 
-use std::net::SocketAddr;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use libunftp::options::{ActivePassiveMode, FtpsRequired, PassiveHost, SiteMd5};
+use libunftp::options::{ActivePassiveMode, Binder, FtpsRequired, PassiveHost, SiteMd5};
 use libunftp::{Server, ServerBuilder};
 use parking_lot::Mutex;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -84,9 +85,9 @@ impl FtpServer {
         }
         let passive_host = match config.passive_address.as_deref().map(str::trim) {
             None | Some("") => PassiveHost::FromConnection,
-            Some(text) => match text.parse::<std::net::IpAddr>() {
-                Ok(std::net::IpAddr::V4(ip)) => PassiveHost::Ip(ip),
-                Ok(std::net::IpAddr::V6(_)) => {
+            Some(text) => match text.parse::<IpAddr>() {
+                Ok(IpAddr::V4(ip)) => PassiveHost::Ip(ip),
+                Ok(IpAddr::V6(_)) => {
                     return Err(format!(
                         "passive_address: {text} is IPv6; PASV announces IPv4 addresses or DNS names only"
                     ));
@@ -229,7 +230,6 @@ impl Inner {
             }
             () = abort.cancelled() => {}
         }
-        conn.disconnected();
         drop(guard);
     }
 
@@ -248,6 +248,9 @@ impl Inner {
         .active_passive_mode(ActivePassiveMode::PassiveOnly)
         .idle_session_timeout(self.idle_timeout_secs)
         .sitemd5(SiteMd5::None)
+        .binder(PassiveBinder {
+            counters: conn.tls.as_ref().map(|tls| tls.counters.clone()),
+        })
         .logger(self.logger.clone());
         if let (Some(material), Some(tls)) = (&self.tls, &conn.tls) {
             let config = material.connection_config(tls.counters.clone())?;
@@ -259,8 +262,54 @@ impl Inner {
     }
 }
 
-/// Closes the control connection and aborts running transfers when the
-/// connection's task ends, however it ends.
+/// Opens the passive data ports (PASV, EPSV) of one control connection, and
+/// tells the TLS counters that a new data connection is coming.
+#[derive(Debug)]
+struct PassiveBinder {
+    counters: Option<Arc<HandshakeCounters>>,
+}
+
+/// Ports tried per PASV before giving up (425).
+const PASSIVE_BIND_ATTEMPTS: u32 = 64;
+
+#[async_trait::async_trait]
+impl Binder for PassiveBinder {
+    async fn bind(&mut self, ip: IpAddr, ports: RangeInclusive<u16>) -> io::Result<TcpSocket> {
+        if let Some(counters) = &self.counters {
+            counters.mark_passive();
+        }
+        bind_passive(ip, ports)
+    }
+}
+
+/// Binds a port of the range on the control connection's local address:
+/// consecutive ports from a random one, so a busy range still finds the
+/// free ports.
+fn bind_passive(ip: IpAddr, ports: RangeInclusive<u16>) -> io::Result<TcpSocket> {
+    let (start, end) = (u32::from(*ports.start()), u32::from(*ports.end()));
+    let span = end - start + 1;
+    let first = rand::random_range(0..span);
+    let mut last_error = io::Error::new(io::ErrorKind::AddrInUse, "no passive port is free");
+    for i in 0..span.min(PASSIVE_BIND_ATTEMPTS) {
+        let Ok(port) = u16::try_from(start + (first + i) % span) else {
+            continue;
+        };
+        let socket = match ip {
+            IpAddr::V4(_) => TcpSocket::new_v4()?,
+            IpAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(SocketAddr::new(ip, port)) {
+            Ok(()) => return Ok(socket),
+            Err(error) => last_error = error,
+        }
+    }
+    tracing::warn!(%ip, "no free passive port in {start}-{end}: {last_error}");
+    Err(last_error)
+}
+
+/// Closes the control connection, aborts running transfers and logs
+/// DISCONNECTED when the connection's task ends, however it ends.
 struct ConnGuard {
     conn: Arc<Conn>,
     control: std::net::TcpStream,
@@ -276,6 +325,7 @@ impl Drop for ConnGuard {
     fn drop(&mut self) {
         self.conn.abort.cancel();
         self.close_control();
+        self.conn.disconnected();
     }
 }
 

@@ -11,26 +11,35 @@
 //! - the signing key signs only in a full handshake (a resumed one proves
 //!   possession of the session secret instead).
 //!
-//! The first handshake of a connection is AUTH TLS on the control channel
-//! (USER before AUTH TLS is refused, and nothing reaches the data channel
-//! before login). libunftp completes a data connection's handshake before it
-//! calls the backend, and runs one data transfer at a time, so the backend
-//! can tell, at the start of each transfer, whether its data connection was
-//! TLS at all and whether it resumed. The session cache and ticket keys are
-//! per control connection too, so "resumed" means "resumed this control
-//! connection's session", not any session of the server.
+//! Each PASV/EPSV goes through our `Binder` (see `server.rs`), which takes a
+//! snapshot of the counts; the passive listener accepts one connection, and
+//! libunftp completes that connection's handshake before it calls the
+//! backend for the transfer. So at the start of a transfer the backend can
+//! tell whether its data connection was TLS at all (a handshake since the
+//! PASV) and whether it resumed (no signature since the PASV). The session
+//! cache and ticket keys are per control connection too, so "resumed" means
+//! "resumed this control connection's session", not any session of the
+//! server.
+//!
+//! Only the control connection issues session tickets. Data connections
+//! resume with the control connection's ticket; a fresh TLS 1.3 ticket on a
+//! data connection is a post-handshake message that an uploading client
+//! never reads, and closing a socket with unread data sends a reset, which
+//! makes the server's kernel drop the end of the upload (curl loses uploads
+//! that way: curl/curl#6149). libunftp avoids it by turning TLS 1.3 off; this
+//! keeps TLS 1.3.
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, SubjectPublicKeyInfoDer};
 use rustls::server::{
-    ClientHello, NoServerSessionStorage, ResolvesServerCert, StoresServerSessions,
+    ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, StoresServerSessions,
 };
 use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
@@ -186,7 +195,7 @@ impl TlsMaterial {
         });
         let resolver = Arc::new(CountingResolver {
             key: Arc::new(CertifiedKey::new(self.chain.clone(), key)),
-            counters,
+            counters: counters.clone(),
         });
         let mut config = ServerConfig::builder_with_provider(self.provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
@@ -196,8 +205,10 @@ impl TlsMaterial {
         match self.resumption {
             Resumption::Enforced | Resumption::Enabled => {
                 config.session_storage = Arc::new(SessionCache::default());
-                config.ticketer =
-                    rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
+                config.ticketer = Arc::new(ControlTickets {
+                    inner: rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?,
+                    counters: counters.clone(),
+                });
             }
             Resumption::Disabled => {
                 config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -215,8 +226,11 @@ pub(crate) struct HandshakeCounters {
     handshakes: AtomicU64,
     /// Full handshakes (the server signed).
     full: AtomicU64,
-    /// The counts when the previous transfer (or the login) looked.
-    seen: Mutex<(u64, u64)>,
+    /// The counts at the last PASV/EPSV.
+    passive: Mutex<(u64, u64)>,
+    /// Set at the first PASV/EPSV: from then on handshakes are data
+    /// connections.
+    data_started: AtomicBool,
 }
 
 /// How the data connection of the transfer now starting was secured.
@@ -227,22 +241,24 @@ pub(crate) enum DataChannel {
 }
 
 impl HandshakeCounters {
-    /// Marks everything so far (AUTH TLS) as seen: called at login.
-    pub(crate) fn mark_login(&self) {
-        *self.seen.lock() = (
+    fn now(&self) -> (u64, u64) {
+        (
             self.handshakes.load(Ordering::SeqCst),
             self.full.load(Ordering::SeqCst),
-        );
+        )
     }
 
-    /// What happened since the previous look: the data connection of the
-    /// transfer now starting.
+    /// A new passive data port: handshakes from now on are its connection's.
+    pub(crate) fn mark_passive(&self) {
+        self.data_started.store(true, Ordering::SeqCst);
+        *self.passive.lock() = self.now();
+    }
+
+    /// How the data connection of the transfer now starting was secured.
+    /// Each passive port serves one transfer, so asking also ends it.
     pub(crate) fn take_data_channel(&self) -> DataChannel {
-        let now = (
-            self.handshakes.load(Ordering::SeqCst),
-            self.full.load(Ordering::SeqCst),
-        );
-        let before = std::mem::replace(&mut *self.seen.lock(), now);
+        let now = self.now();
+        let before = std::mem::replace(&mut *self.passive.lock(), now);
         if now.0 == before.0 {
             DataChannel::Plain
         } else {
@@ -304,6 +320,37 @@ impl Signer for CountingSigner {
 
     fn scheme(&self) -> SignatureScheme {
         self.inner.scheme()
+    }
+}
+
+/// The session tickets of one control connection: issued on the control
+/// connection only (see the module docs), accepted on its data connections.
+#[derive(Debug)]
+struct ControlTickets {
+    inner: Arc<dyn ProducesTickets>,
+    counters: Arc<HandshakeCounters>,
+}
+
+impl ProducesTickets for ControlTickets {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        self.inner.lifetime()
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        // None: no ticket in TLS 1.3, an empty one in TLS 1.2 ("the server
+        // changed its mind", RFC 5077 3.3; clients keep the one they have).
+        if self.counters.data_started.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.inner.encrypt(plain)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        self.inner.decrypt(cipher)
     }
 }
 
@@ -373,16 +420,27 @@ mod tests {
     #[test]
     fn counters_tell_data_channels_apart() {
         let c = HandshakeCounters::default();
-        // AUTH TLS: a full handshake, then login.
-        c.handshakes.fetch_add(1, Ordering::SeqCst);
-        c.full.fetch_add(1, Ordering::SeqCst);
-        c.mark_login();
+        let handshake = |full: bool| {
+            c.handshakes.fetch_add(1, Ordering::SeqCst);
+            if full {
+                c.full.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        // AUTH TLS: a full handshake.
+        handshake(true);
+        c.mark_passive();
         assert_eq!(c.take_data_channel(), DataChannel::Plain);
-        c.handshakes.fetch_add(1, Ordering::SeqCst);
+        c.mark_passive();
+        handshake(false);
         assert_eq!(c.take_data_channel(), DataChannel::Tls { resumed: true });
-        c.handshakes.fetch_add(1, Ordering::SeqCst);
-        c.full.fetch_add(1, Ordering::SeqCst);
+        c.mark_passive();
+        handshake(true);
         assert_eq!(c.take_data_channel(), DataChannel::Tls { resumed: false });
+        // A handshake that never reached a transfer (it failed) does not
+        // count for the next passive port.
+        c.mark_passive();
+        handshake(false);
+        c.mark_passive();
         assert_eq!(c.take_data_channel(), DataChannel::Plain);
     }
 

@@ -81,6 +81,7 @@ enum Mode {
 
 struct Fixture {
     dir: tempfile::TempDir,
+    gateway: Arc<Gateway>,
     addr: SocketAddr,
     lines: Lines,
     shutdown: CancellationToken,
@@ -177,7 +178,23 @@ async fn start(mode: Mode) -> Fixture {
             Some(tls)
         }
     };
-    let server = FtpServer::new(
+    let server = ftp_server(tls, gateway.clone());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.serve(listener, shutdown.clone()));
+    Fixture {
+        dir,
+        gateway,
+        addr,
+        lines,
+        shutdown,
+        server: Some(task),
+    }
+}
+
+fn ftp_server(tls: Option<TlsConfig>, gateway: Arc<Gateway>) -> FtpServer {
+    FtpServer::new(
         FtpConfig {
             tls,
             passive_ports: 40000..=60000,
@@ -187,18 +204,7 @@ async fn start(mode: Mode) -> Fixture {
         },
         gateway,
     )
-    .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.serve(listener, shutdown.clone()));
-    Fixture {
-        dir,
-        addr,
-        lines,
-        shutdown,
-        server: Some(task),
-    }
+    .unwrap()
 }
 
 struct Output {
@@ -302,6 +308,8 @@ def context():
     ctx = ssl.create_default_context()
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE
+    if os.environ.get("FTP_TLS12"):
+        ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
 def tls(user="alice", password=None, reuse=True):
@@ -341,16 +349,17 @@ def done(**result):
 "#;
 
 async fn python(fixture: &Fixture, script: &str) -> Output {
+    python_with(fixture, script, &[]).await
+}
+
+async fn python_with(fixture: &Fixture, script: &str, env: &[(&str, String)]) -> Output {
     let code = format!("{PRELUDE}\n{script}");
-    run(
-        "python3",
-        &["-c", &code],
-        &[
-            ("FTP_PORT", fixture.port().to_string()),
-            ("FTP_PASSWORD", PASSWORD.to_owned()),
-        ],
-    )
-    .await
+    let mut all = vec![
+        ("FTP_PORT", fixture.port().to_string()),
+        ("FTP_PASSWORD", PASSWORD.to_owned()),
+    ];
+    all.extend_from_slice(env);
+    run("python3", &["-c", &code], &all).await
 }
 
 fn random_bytes(len: usize) -> Vec<u8> {
@@ -919,6 +928,55 @@ done(**results)
     }));
     fx.stop().await;
 
+    // TLS 1.2 (session IDs and tickets; data connections get an empty ticket).
+    let fx = start(Mode::Ftps(Resumption::Enforced)).await;
+    write_file(&fx.home("alice").join("file.txt"), b"data");
+    let tls12 = [("FTP_TLS12", "1".to_owned())];
+    let out = python_with(&fx, script, &tls12).await.ok().json();
+    for key in ["list_reuse", "retr_reuse", "stor_reuse"] {
+        assert!(out[key].is_null(), "TLS 1.2: {out}");
+    }
+    for key in ["list_fresh", "retr_fresh", "stor_fresh"] {
+        assert_eq!(out[key], "550", "TLS 1.2: {out}");
+    }
+    // Many transfers on one session, each resuming.
+    let many = r#"
+f = tls()
+version = f.sock.version()
+for i in range(5):
+    store(f, "STOR f%d.txt" % i, io.BytesIO(b"x" * i))
+    assert retr(f, "f%d.txt" % i) == b"x" * i
+    f.nlst()
+f.quit()
+done(version=version)
+"#;
+    let out = python_with(&fx, many, &tls12).await.ok().json();
+    assert_eq!(out["version"], "TLSv1.2");
+    let out = python(&fx, many).await.ok().json();
+    assert_eq!(out["version"], "TLSv1.3");
+    // curl, TLS 1.2, two downloads on one connection.
+    let user = format!("alice:{PASSWORD}");
+    let url = fx.url("file.txt");
+    let tls12_curl = [
+        "-sS",
+        "--ssl-reqd",
+        "-k",
+        "--tls-max",
+        "1.2",
+        "-u",
+        &user,
+        &url,
+        &url,
+    ];
+    let out = run("curl", &tls12_curl, &[]).await.ok();
+    assert_eq!(out.stdout, "datadata");
+    assert!(
+        fx.lines.of("ERROR").len() == 3,
+        "{:?}",
+        fx.lines.of("ERROR")
+    );
+    fx.stop().await;
+
     // Enabled and disabled: both kinds of client work.
     for mode in [Resumption::Enabled, Resumption::Disabled] {
         let fx = start(Mode::Ftps(mode)).await;
@@ -1084,13 +1142,120 @@ async fn plain_ftp_with_curl() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_closes_idle_sessions() {
+    use tokio::io::AsyncBufReadExt;
     let fx = start(Mode::Ftps(Resumption::Enforced)).await;
     let addr = fx.addr;
     // A logged-in session that stays idle until the server closes it.
+    let script = r#"
+f = tls()
+print("ready", flush=True)
+f.sock.settimeout(30)
+try:
+    closed = f.sock.recv(100) == b""
+except OSError:
+    closed = True
+done(closed=closed)
+"#;
+    let mut client = tokio::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!("{PRELUDE}\n{script}"))
+        .env("FTP_PORT", addr.port().to_string())
+        .env("FTP_PASSWORD", PASSWORD)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+    let ready = tokio::time::timeout(DEADLINE, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ready.as_deref(), Some("ready"));
+    let mut fx = fx;
+    fx.shutdown.cancel();
+    let server = fx.server.take().unwrap();
+    tokio::time::timeout(DEADLINE, server)
+        .await
+        .unwrap()
+        .unwrap();
+    let result = tokio::time::timeout(DEADLINE, stdout.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(result, r#"{"closed": true}"#);
+    let status = tokio::time::timeout(DEADLINE, client.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    fx.lines
+        .wait_for("DISCONNECTED", |l| l["activity-type"] == "DISCONNECTED")
+        .await;
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_data_handshake_does_not_open_the_clear_channel() {
+    // Resumption only enabled: the check at stake is "PROT P", not "resumed".
+    let fx = start(Mode::Ftps(Resumption::Enabled)).await;
+    write_file(&fx.home("alice").join("file.txt"), b"secret");
+    let out = python(
+        &fx,
+        r#"
+f = tls()
+# A data connection whose TLS handshake starts (a real ClientHello) and then
+# breaks off. libunftp's data task panics on the failed accept; the RETR never
+# gets its final reply.
+s = epsv(f)
+f.putcmd("RETR file.txt")
+first = f.getresp()[:3]
+incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+hello = context().wrap_bio(incoming, outgoing, server_hostname="localhost")
+try:
+    hello.do_handshake()
+except ssl.SSLWantReadError:
+    pass
+s.sendall(outgoing.read())
+s.recv(1)  # the server answered the hello
+s.close()
+# Then a clear data connection: refused, the broken handshake does not count.
+f.prot_c()
+s = epsv(f)
+f.putcmd("RETR file.txt")
+second = f.getresp()[:3]
+data = s.recv(100)
+s.close()
+final = code(f.voidresp)
+done(first=first, second=second, data=data.decode(), final=final)
+"#,
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(out["first"], "150", "{out}");
+    assert_eq!(out["second"], "150", "{out}");
+    assert_eq!(out["data"], "", "{out}");
+    assert_eq!(out["final"], "550", "{out}");
+    assert!(fx.lines.of("OPEN").is_empty());
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_serve_connection_ends_the_session() {
+    let fx = start(Mode::Ftp).await;
+    // A second server over the same gateway, on the caller's accept loop.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = ftp_server(None, fx.gateway.clone());
+    let accepted = tokio::spawn(async move {
+        let (stream, peer) = listener.accept().await.unwrap();
+        server.serve_connection(stream, peer).await;
+    });
     let mut client = tokio::process::Command::new("python3")
         .arg("-c")
         .arg(format!(
-            "{PRELUDE}\nf = tls()\nprint('ready', flush=True)\ntry:\n    f.sock.settimeout(30)\n    r = f.sock.recv(100)\n    done(closed=True)\nexcept OSError:\n    done(closed=True)\n"
+            "{PRELUDE}\nf = plain()\ntry:\n    f.sock.settimeout(30)\n    r = f.sock.recv(100)\n    done(eof=r == b'')\nexcept OSError as e:\n    done(eof=True)\n"
         ))
         .env("FTP_PORT", addr.port().to_string())
         .env("FTP_PASSWORD", PASSWORD)
@@ -1101,22 +1266,154 @@ async fn shutdown_closes_idle_sessions() {
     fx.lines
         .wait_for("CONNECTED", |l| l["activity-type"] == "CONNECTED")
         .await;
-    let stdout = client.stdout.take().unwrap();
-    fx.shutdown.cancel();
-    let mut fx = fx;
-    let server = fx.server.take().unwrap();
-    tokio::time::timeout(DEADLINE, server)
-        .await
-        .unwrap()
-        .unwrap();
+    accepted.abort();
+    let _ = accepted.await;
     let status = tokio::time::timeout(DEADLINE, client.wait())
         .await
         .unwrap()
         .unwrap();
     assert!(status.success());
-    drop(stdout);
     fx.lines
         .wait_for("DISCONNECTED", |l| l["activity-type"] == "DISCONNECTED")
         .await;
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_lets_transfers_finish_and_dropping_serve_aborts_them() {
+    // Cancelling the token: the running download completes, then serve returns.
+    let mut fx = start(Mode::Ftps(Resumption::Enforced)).await;
+    let data = random_bytes(2 << 20);
+    write_file(&fx.home("alice").join("slow.bin"), &data);
+    let down = fx.scratch("slow.bin");
+    let user = format!("alice:{PASSWORD}");
+    let url = fx.url("slow.bin");
+    let args = [
+        "-sS",
+        "--ssl-reqd",
+        "-k",
+        "--limit-rate",
+        "1M",
+        "-u",
+        &user,
+        "-o",
+        down.to_str().unwrap(),
+        &url,
+    ];
+    let download = run("curl", &args, &[]);
+    let watch = async {
+        fx.lines
+            .wait_for("OPEN of slow.bin", |l| {
+                l["activity-type"] == "OPEN" && l["mode"] == "READ"
+            })
+            .await;
+        fx.shutdown.cancel();
+        let server = fx.server.take().unwrap();
+        tokio::time::timeout(DEADLINE, server)
+            .await
+            .unwrap()
+            .unwrap();
+    };
+    let (out, ()) = tokio::join!(download, watch);
+    out.ok();
+    assert_eq!(std::fs::read(&down).unwrap(), data);
+    assert_eq!(fx.lines.of("CLOSE").len(), 1);
+    assert!(fx.lines.of("PARTIAL_CLOSE").is_empty());
+
+    // Dropping serve: the running upload is aborted and leaves nothing.
+    let mut fx = start(Mode::Ftps(Resumption::Enforced)).await;
+    let local = fx.scratch("up.bin");
+    write_file(&local, &data);
+    let user = format!("alice:{PASSWORD}");
+    let url = fx.url("aborted.bin");
+    let args = [
+        "-sS",
+        "--ssl-reqd",
+        "-k",
+        "--limit-rate",
+        "512K",
+        "-u",
+        &user,
+        "-T",
+        local.to_str().unwrap(),
+        &url,
+    ];
+    let upload = run("curl", &args, &[]);
+    let abort = async {
+        fx.lines
+            .wait_for("OPEN of aborted.bin", |l| l["activity-type"] == "OPEN")
+            .await;
+        let server = fx.server.take().unwrap();
+        server.abort();
+        let _ = server.await;
+    };
+    let (out, ()) = tokio::join!(upload, abort);
+    assert!(!out.status.success(), "{}", out.stderr);
+    fx.lines
+        .wait_for("PARTIAL_CLOSE", |l| l["activity-type"] == "PARTIAL_CLOSE")
+        .await;
+    assert!(!fx.home("alice").join("aborted.bin").exists());
+    assert!(fx.lines.of("CLOSE").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configuration_is_checked_and_pasv_announces_the_passive_address() {
+    let fx = start(Mode::Ftp).await;
+    let config = |ports: std::ops::RangeInclusive<u16>, address: Option<&str>| FtpConfig {
+        tls: None,
+        passive_ports: ports,
+        passive_address: address.map(str::to_owned),
+        idle_timeout: Duration::from_secs(60),
+        banner: None,
+    };
+    let gateway = || fx.gateway.clone();
+    assert!(FtpServer::new(config(0..=10, None), gateway()).is_err());
+    #[allow(clippy::reversed_empty_ranges)]
+    let reversed = 50010..=50000;
+    assert!(FtpServer::new(config(reversed, None), gateway()).is_err());
+    let error = FtpServer::new(config(50000..=50010, Some("::1")), gateway()).unwrap_err();
+    assert!(error.contains("IPv6"), "{error}");
+    let (cert, _) = self_signed_certificate(&[]).unwrap();
+    let (_, other_key) = self_signed_certificate(&[]).unwrap();
+    let mismatched = FtpConfig {
+        tls: Some(TlsConfig::from_pem(&cert, &other_key).unwrap()),
+        ..config(50000..=50010, None)
+    };
+    assert!(FtpServer::new(mismatched, gateway()).is_err());
+
+    // An announced address, and a one-port range.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let passive = free.local_addr().unwrap().port();
+    drop(free);
+    let server = FtpServer::new(config(passive..=passive, Some("192.0.2.7")), gateway()).unwrap();
+    assert!(!server.is_ftps());
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(server.serve(listener, shutdown.clone()));
+    let out = run(
+        "python3",
+        &[
+            "-c",
+            &format!(
+                "{PRELUDE}\nf = plain()\ndone(welcome=f.getwelcome(), pasv=f.sendcmd('PASV'))"
+            ),
+        ],
+        &[
+            ("FTP_PORT", port.to_string()),
+            ("FTP_PASSWORD", PASSWORD.to_owned()),
+        ],
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(out["welcome"], "220 Service ready for new user.");
+    let (hi, lo) = (passive >> 8, passive & 0xff);
+    assert_eq!(
+        out["pasv"],
+        format!("227 Entering Passive Mode (192,0,2,7,{hi},{lo})")
+    );
+    shutdown.cancel();
+    tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
+    fx.stop().await;
 }

@@ -21,7 +21,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use wharf_vfs::{
-    DirListing, Error, ErrorKind, FileReader, FileWriter, Metadata, UserFs, VirtualPath,
+    DirListing, Error, FileReader, FileWriter, Metadata, UserFs, VirtualPath, WriteOptions,
 };
 
 use crate::codec::{
@@ -42,8 +42,12 @@ const BUDGET_BYTES: usize = 32 << 20;
 const BUDGET_UNIT: usize = 1024;
 /// Queued operations per write handle.
 const WRITE_QUEUE: usize = 256;
-/// Replies smaller than this are gathered into one channel write.
-const COALESCE_BYTES: usize = 32 * 1024;
+/// Queued READs per read handle.
+const READ_QUEUE: usize = 256;
+/// READs of one handle served at once.
+const READ_PARALLEL: usize = 64;
+/// Replies waiting together are gathered into channel writes of about this size.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// Where the client's bytes come from.
 pub trait Input: Send {
@@ -135,6 +139,14 @@ enum WriteOp {
     },
 }
 
+/// A READ waiting for its handle's worker.
+struct ReadOp {
+    id: u32,
+    offset: u64,
+    len: u32,
+    permit: OwnedSemaphorePermit,
+}
+
 struct DirState {
     listing: DirListing,
     done: bool,
@@ -143,6 +155,7 @@ struct DirState {
 enum Handle {
     Read {
         reader: Arc<FileReader>,
+        ops: mpsc::Sender<ReadOp>,
         path: VirtualPath,
     },
     Write {
@@ -168,6 +181,8 @@ struct Shared {
     handles: Mutex<Handles>,
     /// Owner and group shown in `ls -l` listings.
     owner: String,
+    /// Request and reply bytes the session may hold.
+    budget: Arc<Semaphore>,
 }
 
 struct Handles {
@@ -211,34 +226,28 @@ pub async fn run<I: Input, O: Output>(
 ) -> Ended {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(1024);
     let writer = tokio::spawn(async move {
+        // Replies waiting together are sent as one channel write: SSH then
+        // cuts full-size packets instead of one packet plus a small spill
+        // per reply (a 32 KiB DATA reply is 32 KiB + 13 bytes).
         let mut batch = BytesMut::new();
         while let Some(first) = rx.recv().await {
-            if first.data.len() >= COALESCE_BYTES {
+            let Ok(next) = rx.try_recv() else {
                 if output.send(first.data).await.is_err() {
                     return;
                 }
                 continue;
-            }
-            batch.clear();
+            };
+            batch.reserve(first.data.len() + next.data.len());
             batch.extend_from_slice(&first.data);
-            drop(first);
-            while batch.len() < COALESCE_BYTES {
+            batch.extend_from_slice(&next.data);
+            drop((first, next));
+            while batch.len() < BATCH_BYTES {
                 match rx.try_recv() {
-                    Ok(next) if next.data.len() < COALESCE_BYTES => {
-                        batch.extend_from_slice(&next.data)
-                    }
-                    Ok(next) => {
-                        if output.send(batch.split().freeze()).await.is_err() {
-                            return;
-                        }
-                        if output.send(next.data).await.is_err() {
-                            return;
-                        }
-                    }
+                    Ok(more) => batch.extend_from_slice(&more.data),
                     Err(_) => break,
                 }
             }
-            if !batch.is_empty() && output.send(batch.split().freeze()).await.is_err() {
+            if output.send(batch.split().freeze()).await.is_err() {
                 return;
             }
         }
@@ -251,8 +260,9 @@ pub async fn run<I: Input, O: Output>(
             next: 1,
         }),
         owner,
+        budget: Arc::new(Semaphore::new(BUDGET_BYTES / BUDGET_UNIT)),
     });
-    let budget = Arc::new(Semaphore::new(BUDGET_BYTES / BUDGET_UNIT));
+    let budget = shared.budget.clone();
     let ended = read_loop(&shared, &budget, &mut input).await;
     // Dropping the handles discards unfinished uploads (their workers stop
     // when their queues close).
@@ -314,7 +324,7 @@ async fn read_loop<I: Input>(
                 return Ended::Eof;
             };
             match codec::decode_request(packet) {
-                Ok((id, request)) => dispatch(shared, id, request, permit, budget).await,
+                Ok((id, request)) => dispatch(shared, id, request, permit).await,
                 Err(e) => return Ended::Protocol(format!("malformed packet: {}", e.0)),
             }
         }
@@ -323,13 +333,7 @@ async fn read_loop<I: Input>(
 
 /// Starts one request. Only work that must be ordered (queueing to a write
 /// handle) happens here; everything else runs in its own task.
-async fn dispatch(
-    shared: &Arc<Shared>,
-    id: u32,
-    request: Request,
-    permit: OwnedSemaphorePermit,
-    budget: &Arc<Semaphore>,
-) {
+async fn dispatch(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSemaphorePermit) {
     match request {
         Request::Write {
             handle,
@@ -382,6 +386,42 @@ async fn dispatch(
                 None => bad_handle(shared, id, permit).await,
             }
         }
+        Request::Read {
+            handle,
+            offset,
+            len,
+        } => {
+            let target =
+                handle_id(&handle).and_then(|h| match shared.handles.lock().table.get(&h) {
+                    Some(Handle::Read { ops, .. }) => Some(Ok(ops.clone())),
+                    Some(Handle::Dir { .. }) => Some(Err("handle is a directory")),
+                    Some(Handle::Write { .. }) => Some(Err("handle is not open for reading")),
+                    None => None,
+                });
+            match target {
+                Some(Ok(ops)) => {
+                    let op = ReadOp {
+                        id,
+                        offset,
+                        len,
+                        permit,
+                    };
+                    if let Err(mpsc::error::SendError(op)) = ops.send(op).await {
+                        shared
+                            .replies
+                            .status(id, StatusCode::Failure, "handle is closed", Some(op.permit))
+                            .await;
+                    }
+                }
+                Some(Err(message)) => {
+                    shared
+                        .replies
+                        .status(id, StatusCode::PermissionDenied, message, Some(permit))
+                        .await;
+                }
+                None => bad_handle(shared, id, permit).await,
+            }
+        }
         Request::Close { handle } => {
             let removed = handle_id(&handle).and_then(|h| shared.handles.lock().table.remove(&h));
             match removed {
@@ -427,9 +467,8 @@ async fn dispatch(
         }
         other => {
             let shared = shared.clone();
-            let budget = budget.clone();
             tokio::spawn(async move {
-                serve(&shared, id, other, permit, &budget).await;
+                serve(&shared, id, other, permit).await;
             });
         }
     }
@@ -521,7 +560,9 @@ impl Shared {
     ) -> Option<(HandleKind, VirtualPath, Option<Arc<FileReader>>)> {
         let id = handle_id(handle)?;
         self.handles.lock().table.get(&id).map(|h| match h {
-            Handle::Read { reader, path } => (HandleKind::Read, path.clone(), Some(reader.clone())),
+            Handle::Read { reader, path, .. } => {
+                (HandleKind::Read, path.clone(), Some(reader.clone()))
+            }
             Handle::Write { path, .. } => (HandleKind::Write, path.clone(), None),
             Handle::Dir { path, .. } => (HandleKind::Dir, path.clone(), None),
         })
@@ -539,63 +580,11 @@ impl Shared {
 }
 
 /// Serves a request that needs no ordering.
-async fn serve(
-    shared: &Arc<Shared>,
-    id: u32,
-    request: Request,
-    permit: OwnedSemaphorePermit,
-    budget: &Arc<Semaphore>,
-) {
+async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSemaphorePermit) {
     let replies = &shared.replies;
     let fs = &shared.fs;
     let result: Result<Option<Bytes>, Error> = async {
         match request {
-            Request::Read {
-                handle,
-                offset,
-                len,
-            } => {
-                let Some((kind, _, reader)) = shared.handle_path(&handle) else {
-                    return Ok(Some(codec::status(
-                        id,
-                        StatusCode::Failure,
-                        "invalid handle",
-                    )));
-                };
-                let Some(reader) = reader else {
-                    let message = match kind {
-                        HandleKind::Dir => "handle is a directory",
-                        _ => "handle is not open for reading",
-                    };
-                    return Ok(Some(codec::status(
-                        id,
-                        StatusCode::PermissionDenied,
-                        message,
-                    )));
-                };
-                let len = (len as usize).min(MAX_IO_BYTES);
-                // The reply may be larger than the request packet: top up
-                // the budget for it.
-                let _extra = budget
-                    .clone()
-                    .acquire_many_owned(budget_units(len))
-                    .await
-                    .ok();
-                let mut buf = BytesMut::with_capacity(13 + len);
-                buf.put_u32(0);
-                buf.put_u8(codec::SSH_FXP_DATA);
-                buf.put_u32(id);
-                buf.put_u32(0);
-                let mut buf = reader.read_at(offset, len, buf).await?;
-                let n = buf.len() - 13;
-                if n == 0 {
-                    return Ok(Some(codec::status(id, StatusCode::Eof, "End of file")));
-                }
-                let total = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
-                buf[0..4].copy_from_slice(&total.to_be_bytes());
-                buf[9..13].copy_from_slice(&u32::try_from(n).unwrap_or(0).to_be_bytes());
-                Ok(Some(buf.freeze()))
-            }
             Request::Open { path, flags, attrs } => {
                 open(shared, id, &path, flags, &attrs).await.map(Some)
             }
@@ -757,11 +746,9 @@ async fn serve(
                 &format!("request type {kind} is not supported"),
             ))),
             // Routed in `dispatch`.
-            Request::Write { .. } | Request::Close { .. } => Ok(Some(codec::status(
-                id,
-                StatusCode::Failure,
-                "internal routing error",
-            ))),
+            Request::Read { .. } | Request::Write { .. } | Request::Close { .. } => Ok(Some(
+                codec::status(id, StatusCode::Failure, "internal routing error"),
+            )),
         }
     }
     .await;
@@ -811,16 +798,25 @@ async fn open(
                 "open needs READ or WRITE",
             ));
         }
-        let reader = fs.open_read(&path).await?;
-        return Ok(
-            match shared.insert(Handle::Read {
-                reader: Arc::new(reader),
-                path,
-            }) {
-                Some(handle) => codec::handle(id, &handle),
-                None => codec::status(id, StatusCode::Failure, "too many open handles"),
-            },
-        );
+        let reader = Arc::new(fs.open_read(&path).await?);
+        let (ops_tx, ops_rx) = mpsc::channel(READ_QUEUE);
+        let inserted = shared.insert(Handle::Read {
+            reader: reader.clone(),
+            ops: ops_tx,
+            path,
+        });
+        return Ok(match inserted {
+            Some(handle) => {
+                tokio::spawn(read_worker(
+                    reader,
+                    ops_rx,
+                    shared.replies.clone(),
+                    shared.budget.clone(),
+                ));
+                codec::handle(id, &handle)
+            }
+            None => codec::status(id, StatusCode::Failure, "too many open handles"),
+        });
     }
     if flags & SSH_FXF_APPEND != 0 {
         return Ok(codec::status(
@@ -828,39 +824,6 @@ async fn open(
             StatusCode::OpUnsupported,
             "appending to a file is not supported",
         ));
-    }
-    let existing = match fs.stat(&path).await {
-        Ok(meta) => Some(meta),
-        Err(error) if error.kind == ErrorKind::NotFound => None,
-        Err(error) => return Err(error),
-    };
-    match &existing {
-        Some(meta) if meta.is_dir() => {
-            return Err(Error::new(
-                ErrorKind::IsADirectory,
-                format!("{path}: is a directory"),
-            ));
-        }
-        Some(_) if flags & SSH_FXF_CREAT != 0 && flags & SSH_FXF_EXCL != 0 => {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!("{path}: exists"),
-            ));
-        }
-        Some(meta) if flags & SSH_FXF_TRUNC == 0 && meta.size > 0 => {
-            return Ok(codec::status(
-                id,
-                StatusCode::OpUnsupported,
-                "updating an existing file in place (resume) is not supported; open it with TRUNC to replace it",
-            ));
-        }
-        None if flags & SSH_FXF_CREAT == 0 => {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("{path}: no such file"),
-            ));
-        }
-        _ => {}
     }
     let mut mode = String::new();
     for (bit, name) in [
@@ -875,7 +838,12 @@ async fn open(
         }
     }
     mode.push_str("WRITE");
-    let mut writer = fs.open_write(&path, &mode).await?;
+    let options = WriteOptions {
+        create: flags & SSH_FXF_CREAT != 0,
+        truncate: flags & SSH_FXF_TRUNC != 0,
+        exclusive: flags & SSH_FXF_CREAT != 0 && flags & SSH_FXF_EXCL != 0,
+    };
+    let mut writer = fs.open_write_with(&path, options, &mode).await?;
     if let Some(modified) = times_of(attrs) {
         writer.set_modified(modified);
     }
@@ -893,6 +861,75 @@ async fn open(
     };
     tokio::spawn(write_worker(writer, ops_rx, shared.replies.clone()));
     Ok(codec::handle(id, &handle))
+}
+
+/// Serves one read handle: up to [`READ_PARALLEL`] reads run at once, and
+/// their replies go out in request order. (The OpenSSH client, in scp and
+/// in-place downloads, truncates the file at the last in-order reply, so
+/// reordering replies of one handle would lose data.)
+async fn read_worker(
+    reader: Arc<FileReader>,
+    mut ops: mpsc::Receiver<ReadOp>,
+    replies: Replies,
+    budget: Arc<Semaphore>,
+) {
+    let mut inflight = futures::stream::FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            biased;
+            Some((reply, permit)) = futures::StreamExt::next(&mut inflight), if !inflight.is_empty() => {
+                replies.send(reply, Some(permit)).await;
+            }
+            op = ops.recv(), if open && inflight.len() < READ_PARALLEL => match op {
+                Some(op) => inflight.push_back(read_one(reader.clone(), op, budget.clone())),
+                None => open = false,
+            },
+            else => break,
+        }
+    }
+}
+
+/// One READ: the DATA reply is read straight into its packet buffer.
+async fn read_one(
+    reader: Arc<FileReader>,
+    op: ReadOp,
+    budget: Arc<Semaphore>,
+) -> (Bytes, OwnedSemaphorePermit) {
+    let ReadOp {
+        id,
+        offset,
+        len,
+        mut permit,
+    } = op;
+    let len = (len as usize).min(MAX_IO_BYTES);
+    // The reply is larger than the request: hold budget for it too.
+    if let Ok(extra) = budget.acquire_many_owned(budget_units(len)).await {
+        permit.merge(extra);
+    }
+    let mut buf = BytesMut::with_capacity(13 + len);
+    buf.put_u32(0);
+    buf.put_u8(codec::SSH_FXP_DATA);
+    buf.put_u32(id);
+    buf.put_u32(0);
+    let reply = match reader.read_at(offset, len, buf).await {
+        Ok(mut buf) => {
+            let n = buf.len() - 13;
+            if n == 0 {
+                codec::status(id, StatusCode::Eof, "End of file")
+            } else {
+                let total = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
+                buf[0..4].copy_from_slice(&total.to_be_bytes());
+                buf[9..13].copy_from_slice(&u32::try_from(n).unwrap_or(0).to_be_bytes());
+                buf.freeze()
+            }
+        }
+        Err(error) => {
+            let (code, message) = for_error(&error);
+            codec::status(id, code, &message)
+        }
+    };
+    (reply, permit)
 }
 
 /// Applies one write handle's operations in order.

@@ -63,6 +63,26 @@ impl From<Meta> for Metadata {
     }
 }
 
+/// What opening a file for writing expects of an existing file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// A missing file is created (else it is an error).
+    pub create: bool,
+    /// An existing file is replaced (else only an empty one may be).
+    pub truncate: bool,
+    /// An existing file is an error.
+    pub exclusive: bool,
+}
+
+impl WriteOptions {
+    /// Create or replace.
+    pub const REPLACE: WriteOptions = WriteOptions {
+        create: true,
+        truncate: true,
+        exclusive: false,
+    };
+}
+
 /// One entry of a directory listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
@@ -395,9 +415,23 @@ impl UserFs {
         })
     }
 
-    /// Opens a file for writing. Nothing is visible under `path` until
-    /// [`FileWriter::close`] succeeds. `mode` is logged (`CREATE|TRUNCATE|WRITE`).
+    /// Opens a file for writing, replacing it if it exists (`STOR`, or
+    /// SFTP OPEN with CREAT|TRUNC). `mode` is logged.
     pub async fn open_write(&self, path: &VirtualPath, mode: &str) -> Result<FileWriter> {
+        self.open_write_with(path, WriteOptions::REPLACE, mode)
+            .await
+    }
+
+    /// Opens a file for writing. Nothing is visible under `path` until
+    /// [`FileWriter::close`] succeeds. The existence checks that `options`
+    /// ask for are part of the write and need only `s3:PutObject`, as a PUT
+    /// would. `mode` is logged (`CREATE|TRUNCATE|WRITE`).
+    pub async fn open_write_with(
+        &self,
+        path: &VirtualPath,
+        options: WriteOptions,
+        mode: &str,
+    ) -> Result<FileWriter> {
         let (mount, key) = self.writable(path, "OPEN")?;
         self.authorize(
             "OPEN",
@@ -409,6 +443,28 @@ impl UserFs {
                 delimiter: None,
             },
         )?;
+        match mount.store.store.head(&key).await? {
+            Some(meta) if meta.kind == Kind::Directory => {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!("{path}: is a directory"),
+                ));
+            }
+            Some(_) if options.exclusive => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{path}: already exists"),
+                ));
+            }
+            Some(meta) if !options.truncate && meta.size > 0 => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "updating an existing file in place (resume) is not supported; replace it instead",
+                ));
+            }
+            None if !options.create => return Err(Error::not_found(path)),
+            _ => {}
+        }
         let log_path = store_path(mount, &key);
         let writer = match mount.store.store.open_write(&key).await {
             Ok(writer) => writer,

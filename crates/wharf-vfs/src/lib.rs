@@ -24,7 +24,9 @@ mod path;
 
 pub use authorize::{AccessRequest, Action, Authorizer, Denied, Target};
 pub use error::{Error, ErrorKind, Result};
-pub use fs::{AuditContext, DirEntry, DirListing, FileReader, FileWriter, Metadata, UserFs};
+pub use fs::{
+    AuditContext, DirEntry, DirListing, FileReader, FileWriter, Metadata, UserFs, WriteOptions,
+};
 pub use namespace::{Mount, MountKind, Namespace, Resolved, StoreHandle};
 pub use path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathError, VirtualPath};
 pub use wharf_storage::Kind;

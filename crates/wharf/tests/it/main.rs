@@ -5,6 +5,7 @@
 
 mod cli;
 mod paramiko;
+mod policy;
 mod sftp;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,223 @@
+//! IAM policies end to end: one shared role narrowed by scope-down
+//! policies, and ABAC folders opened by role tags and by SessionTags.
+
+use crate::*;
+
+/// Runs `ops.py` as `user` and asserts every outcome.
+fn check(wharf: &Wharf, user: &str, password: &str, specs: &[&str]) {
+    let port = wharf.sftp_port().to_string();
+    let mut args = vec![port.as_str(), user, password];
+    args.extend_from_slice(specs);
+    let out = wharf_test_support::wharf::python(&py("ops.py"), &args);
+    let denials: Vec<String> = wharf
+        .activities("ACCESS_DENIED")
+        .iter()
+        .map(|l| format!("{} {}: {}", l["path"], l["message"], l["reason"]))
+        .collect();
+    assert!(
+        out.status.success(),
+        "{}\n{}\ndenials:\n{}",
+        stdout(&out),
+        stderr(&out),
+        denials.join("\n")
+    );
+}
+
+const SHARED_ROLE: &str = r#"{"Version": "2012-10-17", "Statement": [
+    {"Sid": "WholeStore", "Effect": "Allow", "Action": "s3:*",
+     "Resource": ["arn:aws:s3:::default", "arn:aws:s3:::default/*"]}]}"#;
+
+/// The AWS Transfer Family scope-down policy, as the docs write it.
+const SCOPE_DOWN: &str = r#"{"Version": "2012-10-17", "Statement": [
+    {"Sid": "AllowListingOfUserFolder", "Effect": "Allow", "Action": "s3:ListBucket",
+     "Resource": "arn:aws:s3:::${transfer:HomeBucket}",
+     "Condition": {"StringLike": {"s3:prefix": ["${transfer:HomeFolder}/*", "${transfer:HomeFolder}"]}}},
+    {"Sid": "HomeDirObjectAccess", "Effect": "Allow",
+     "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
+     "Resource": "arn:aws:s3:::${transfer:HomeDirectory}/*"}]}"#;
+
+/// Folders of the `shared` store open by principal tag.
+const ABAC_BUCKET: &str = r#"{"Version": "2012-10-17", "Statement": [
+    {"Sid": "TeamFolders", "Effect": "Allow", "Principal": "*",
+     "Action": ["s3:GetObject", "s3:PutObject"],
+     "Resource": "arn:aws:s3:::shared/team-${aws:PrincipalTag/team}/*",
+     "Condition": {"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::000000000000:role/*"}}},
+    {"Sid": "ListTeamFolders", "Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket",
+     "Resource": "arn:aws:s3:::shared",
+     "Condition": {"StringLike": {"s3:prefix": ["team-${aws:PrincipalTag/team}/*", "team-${aws:PrincipalTag/team}"]}}},
+    {"Sid": "DepartmentFolders", "Effect": "Allow", "Principal": "*", "Action": ["s3:GetObject", "s3:PutObject"],
+     "Resource": "arn:aws:s3:::shared/dept-${aws:PrincipalTag/department}/*"},
+    {"Sid": "ListDepartmentFolders", "Effect": "Allow", "Principal": "*", "Action": "s3:ListBucket",
+     "Resource": "arn:aws:s3:::shared",
+     "Condition": {"StringLike": {"s3:prefix": ["dept-${aws:PrincipalTag/department}/*"]}}},
+    {"Sid": "NobodyDeletes", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
+     "Resource": "arn:aws:s3:::shared/*"}]}"#;
+
+fn server() -> Wharf {
+    let wharf = prepare(
+        r#"
+[storage.shared]
+kind = "filesystem"
+root = "shared"
+bucket_policy = "abac-bucket.json"
+
+[roles.transfer]
+policies = ["shared-role.json"]
+tags = { department = "finance" }
+"#,
+    );
+    std::fs::write(wharf.path("shared-role.json"), SHARED_ROLE).unwrap();
+    std::fs::write(wharf.path("abac-bucket.json"), ABAC_BUCKET).unwrap();
+    std::fs::write(wharf.path("scope-down.json"), SCOPE_DOWN).unwrap();
+    let scope = format!("@{}", wharf.path("scope-down.json").display());
+    for (user, team) in [("alice", "blue"), ("bob", "red")] {
+        wharf.add_user(
+            user,
+            Some(&format!("{user}-pw")),
+            &[
+                "--home-directory",
+                &format!("/default/home/{user}"),
+                "--role",
+                "transfer",
+                "--policy",
+                &scope,
+                "--tag",
+                &format!("team={team}"),
+            ],
+        );
+    }
+    // carol has the role but no scope-down policy and no tags.
+    wharf.add_user(
+        "carol",
+        Some("carol-pw"),
+        &[
+            "--home-directory",
+            "/default/home/carol",
+            "--role",
+            "transfer",
+        ],
+    );
+    wharf.start()
+}
+
+#[test]
+fn one_shared_role_and_a_scope_down_policy_confine_each_user() {
+    let wharf = server();
+    check(
+        &wharf,
+        "alice",
+        "alice-pw",
+        &[
+            "put:/default/home/alice/a.txt:ok",
+            "get:/default/home/alice/a.txt:ok",
+            "ls:/default/home/alice:ok",
+            "mkdir:/default/home/alice/sub:ok",
+            "put:/default/home/bob/intrusion.txt:denied",
+            "ls:/default/home:denied",
+            "ls:/default:denied",
+        ],
+    );
+    check(
+        &wharf,
+        "bob",
+        "bob-pw",
+        &[
+            "put:/default/home/bob/b.txt:ok",
+            "get:/default/home/alice/a.txt:denied",
+            "ls:/default/home/alice:denied",
+            "rm:/default/home/alice/a.txt:denied",
+            "rm:/default/home/bob/b.txt:ok",
+        ],
+    );
+    // Without a scope-down policy the shared role reaches the whole store.
+    check(
+        &wharf,
+        "carol",
+        "carol-pw",
+        &["get:/default/home/alice/a.txt:ok", "ls:/default/home:ok"],
+    );
+    assert!(wharf.path("files/home/alice/a.txt").exists());
+    assert!(!wharf.path("files/home/bob/intrusion.txt").exists());
+    let denied = wharf.wait_for_log("bob's denial", |l| {
+        l["activity-type"] == "ACCESS_DENIED"
+            && l["user"] == "bob"
+            && l["path"] == "/default/home/alice/a.txt"
+    });
+    assert!(
+        denied["reason"]
+            .as_str()
+            .unwrap()
+            .contains("the session policy does not allow it"),
+        "{denied}"
+    );
+}
+
+#[test]
+fn session_tags_and_role_tags_open_abac_folders() {
+    let wharf = server();
+    check(
+        &wharf,
+        "alice",
+        "alice-pw",
+        &[
+            "put:/shared/team-blue/plan.txt:ok",
+            "get:/shared/team-blue/plan.txt:ok",
+            "ls:/shared/team-blue:ok",
+            "put:/shared/team-red/spy.txt:denied",
+            "ls:/shared/team-red:denied",
+            // The role's tag opens the department folder to every user of the role.
+            "put:/shared/dept-finance/report.txt:ok",
+            "put:/shared/dept-sales/report.txt:denied",
+            // An explicit Deny in the bucket policy beats every Allow.
+            "rm:/shared/team-blue/plan.txt:denied",
+        ],
+    );
+    check(
+        &wharf,
+        "bob",
+        "bob-pw",
+        &[
+            "get:/shared/team-blue/plan.txt:denied",
+            "put:/shared/team-red/r.txt:ok",
+            "get:/shared/dept-finance/report.txt:ok",
+        ],
+    );
+    // No team tag: no team folder at all.
+    check(
+        &wharf,
+        "carol",
+        "carol-pw",
+        &[
+            "put:/shared/team-blue/c.txt:denied",
+            "put:/shared/team-/c.txt:denied",
+        ],
+    );
+    assert!(wharf.path("shared/team-blue/plan.txt").exists());
+    assert!(!wharf.path("shared/team-red/spy.txt").exists());
+    // A change to a user's tags takes effect at the next login.
+    assert!(wharf.cli(&["user", "remove", "bob"], None).status.success());
+    let scope = format!("@{}", wharf.path("scope-down.json").display());
+    wharf.add_user(
+        "bob",
+        Some("bob-pw"),
+        &[
+            "--home-directory",
+            "/default/home/bob",
+            "--role",
+            "transfer",
+            "--policy",
+            &scope,
+            "--tag",
+            "team=blue",
+        ],
+    );
+    check(
+        &wharf,
+        "bob",
+        "bob-pw",
+        &[
+            "get:/shared/team-blue/plan.txt:ok",
+            "put:/shared/team-red/r2.txt:denied",
+        ],
+    );
+}

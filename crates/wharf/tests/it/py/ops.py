@@ -1,0 +1,71 @@
+"""Runs SFTP operations with paramiko and checks each one's outcome.
+
+Usage: ops.py PORT USER PASSWORD OP:PATH:EXPECT...
+OP is put, get, ls, stat, mkdir, rmdir or rm; EXPECT is ok, denied (SFTP
+permission denied) or missing (no such file). Prints one line per
+operation; exits 1 if any outcome differs.
+"""
+
+import errno
+import io
+import sys
+
+import paramiko
+
+PORT, USER, PASSWORD = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+
+def run(sftp, op, path):
+    if op == "put":
+        sftp.putfo(io.BytesIO(b"data for " + path.encode()), path)
+    elif op == "get":
+        with sftp.open(path, "rb") as f:
+            f.read()
+    elif op == "ls":
+        sftp.listdir(path)
+    elif op == "stat":
+        sftp.stat(path)
+    elif op == "mkdir":
+        sftp.mkdir(path)
+    elif op == "rmdir":
+        sftp.rmdir(path)
+    elif op == "rm":
+        sftp.remove(path)
+    else:
+        raise ValueError(op)
+
+
+def outcome(sftp, op, path):
+    try:
+        run(sftp, op, path)
+        return "ok"
+    except PermissionError:
+        return "denied"
+    except FileNotFoundError:
+        return "missing"
+    except IOError as error:
+        if error.errno == errno.EACCES:
+            return "denied"
+        if error.errno == errno.ENOENT:
+            return "missing"
+        return f"error({error})"
+
+
+def main():
+    transport = paramiko.Transport(("127.0.0.1", PORT))
+    transport.connect(username=USER, password=PASSWORD)
+    sftp = paramiko.SFTPClient.from_transport(transport)
+    failures = 0
+    for spec in sys.argv[4:]:
+        op, path, expected = spec.split(":", 2)
+        got = outcome(sftp, op, path)
+        mark = "ok  " if got == expected else "FAIL"
+        if got != expected:
+            failures += 1
+        print(f"{mark} {USER} {op} {path}: {got} (expected {expected})", flush=True)
+    transport.close()
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
