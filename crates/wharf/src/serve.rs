@@ -11,7 +11,9 @@ use wharf_identity::service_managed::{NewUser, UserStore};
 use wharf_listen::Shutdown;
 use wharf_sftp::{AuthMethods, SecurityPolicy, SftpConfig, SftpServer};
 
-use crate::config::Config;
+use wharf_ftp::{FtpConfig, FtpServer, Resumption, TlsConfig, load_pem, self_signed_certificate};
+
+use crate::config::{Config, FtpsProtocol};
 use crate::{CommandResult, Failure, hostkeys, wiring};
 
 /// Connections one listener serves at once.
@@ -27,7 +29,11 @@ fn init_tracing() {
 }
 
 /// The embedded default's demo user, created when the user store is empty.
-async fn ensure_demo_user(users: &UserStore, sftp: Option<std::net::SocketAddr>) -> CommandResult {
+async fn ensure_demo_user(
+    users: &UserStore,
+    sftp: Option<std::net::SocketAddr>,
+    ftps: Option<std::net::SocketAddr>,
+) -> CommandResult {
     let count = users.count().await.map_err(|e| Failure::Internal(e.0))?;
     if count > 0 {
         return Ok(());
@@ -51,7 +57,83 @@ async fn ensure_demo_user(users: &UserStore, sftp: Option<std::net::SocketAddr>)
     if let Some(sftp) = sftp {
         eprintln!("  connect with: sftp -P {} demo@{}", sftp.port(), sftp.ip());
     }
+    if let Some(ftps) = ftps {
+        eprintln!(
+            "  or with FTPS:  curl --ssl-reqd -k --user demo:{password} ftp://{}:{}/",
+            ftps.ip(),
+            ftps.port()
+        );
+    }
     Ok(())
+}
+
+/// The FTPS certificate: configured, or self-signed once in `data_dir`.
+fn ftps_tls(config: &Config, ftps: &FtpsProtocol) -> Result<TlsConfig, Failure> {
+    let mut tls = match (&ftps.certificate, &ftps.private_key) {
+        (Some(cert), Some(key)) => load_pem(cert, key)
+            .map_err(|e| Failure::User(format!("protocols.ftps.certificate: {e}")))?,
+        _ => {
+            let dir = config.server.data_dir.join("ftps");
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            if !cert.exists() || !key.exists() {
+                let (cert_pem, key_pem) = self_signed_certificate(&[
+                    "localhost".to_owned(),
+                    ftps.listen.ip().to_string(),
+                ])
+                .map_err(Failure::Internal)?;
+                std::fs::create_dir_all(&dir)
+                    .and_then(|()| std::fs::write(&cert, cert_pem))
+                    .and_then(|()| {
+                        use std::io::Write;
+                        use std::os::unix::fs::OpenOptionsExt;
+                        std::fs::OpenOptions::new()
+                            .write(true)
+                            .create(true)
+                            .truncate(true)
+                            .mode(0o600)
+                            .open(&key)?
+                            .write_all(key_pem.as_bytes())
+                    })
+                    .map_err(|e| Failure::User(format!("cannot write {}: {e}", dir.display())))?;
+                eprintln!(
+                    "wharf: generated a self-signed FTPS certificate {}",
+                    cert.display()
+                );
+            }
+            load_pem(&cert, &key).map_err(Failure::Internal)?
+        }
+    };
+    tls.session_resumption = Resumption::parse(&ftps.tls_session_resumption).unwrap_or_default();
+    Ok(tls)
+}
+
+async fn spawn_ftp(
+    listeners: &mut tokio::task::JoinSet<()>,
+    shutdown: &Shutdown,
+    server: FtpServer,
+    listen: std::net::SocketAddr,
+    name: &str,
+) -> Result<std::net::SocketAddr, Failure> {
+    let key = name.to_ascii_lowercase();
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        Failure::User(format!(
+            "protocols.{key}.listen: cannot listen on {listen}: {e}"
+        ))
+    })?;
+    let address = listener
+        .local_addr()
+        .map_err(|e| Failure::Internal(e.to_string()))?;
+    eprintln!("wharf: {name} listening on {address}");
+    listeners.spawn(wharf_listen::serve(
+        listener,
+        MAX_CONNECTIONS,
+        shutdown.clone(),
+        move |stream, peer| {
+            let server = server.clone();
+            async move { server.serve_connection(stream, peer).await }
+        },
+    ));
+    Ok(address)
 }
 
 async fn signal() -> &'static str {
@@ -118,17 +200,46 @@ pub async fn serve(config: Config) -> CommandResult {
             },
         ));
     }
+    let mut ftps_address = None;
+    if let Some(ftps) = &config.ftps {
+        let tls = ftps_tls(&config, ftps)?;
+        let server = FtpServer::new(
+            FtpConfig {
+                tls: Some(tls),
+                passive_ports: ftps.passive_ports.clone(),
+                passive_address: ftps.passive_address.clone(),
+                idle_timeout: config.server.idle_timeout,
+                banner: Some(config.server.banner.clone()).filter(|b| !b.is_empty()),
+            },
+            gateway.clone(),
+        )
+        .map_err(|e| Failure::User(format!("protocols.ftps: {e}")))?;
+        ftps_address =
+            Some(spawn_ftp(&mut listeners, &shutdown, server, ftps.listen, "FTPS").await?);
+    }
+    if let Some(ftp) = &config.ftp {
+        eprintln!(
+            "wharf: warning: plain FTP is enabled on {}: passwords and files cross the network unencrypted",
+            ftp.listen
+        );
+        let server = FtpServer::new(
+            FtpConfig {
+                tls: None,
+                passive_ports: ftp.passive_ports.clone(),
+                passive_address: None,
+                idle_timeout: config.server.idle_timeout,
+                banner: Some(config.server.banner.clone()).filter(|b| !b.is_empty()),
+            },
+            gateway.clone(),
+        )
+        .map_err(|e| Failure::User(format!("protocols.ftp: {e}")))?;
+        spawn_ftp(&mut listeners, &shutdown, server, ftp.listen, "FTP").await?;
+    }
     if config.is_embedded()
         && let Some(users) = &users
     {
-        ensure_demo_user(users, sftp_address).await?;
+        ensure_demo_user(users, sftp_address, ftps_address).await?;
     }
-    if config.ftps.is_some() || config.ftp.is_some() {
-        eprintln!(
-            "wharf: warning: FTPS and FTP are not available in this build yet; their sections are ignored"
-        );
-    }
-
     eprintln!("wharf: ready");
     let received = signal().await;
     eprintln!(

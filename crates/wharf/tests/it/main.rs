@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod ftps;
 mod paramiko;
 mod policy;
+mod s3;
 mod sftp;
 
 use std::path::{Path, PathBuf};

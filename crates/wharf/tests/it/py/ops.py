@@ -2,7 +2,7 @@
 
 Usage: ops.py PORT USER PASSWORD OP:PATH:EXPECT...
 OP is put, get, ls, stat, mkdir, rmdir or rm; EXPECT is ok, denied (SFTP
-permission denied) or missing (no such file). Prints one line per
+permission denied), missing (no such file) or failed (any other error). Prints one line per
 operation; exits 1 if any outcome differs.
 """
 
@@ -48,7 +48,7 @@ def outcome(sftp, op, path):
             return "denied"
         if error.errno == errno.ENOENT:
             return "missing"
-        return f"error({error})"
+        return "failed"
 
 
 def main():

@@ -1,0 +1,147 @@
+//! FTPS and FTP through the binary: curl and lftp, and the same user over
+//! SFTP and FTPS.
+
+use std::process::{Command, Stdio};
+
+use crate::*;
+
+fn curl(args: &[&str], dir: &Path) -> std::process::Output {
+    Command::new("curl")
+        .args(["-s", "-S", "--max-time", "60"])
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn with_protocols(extra: &str) -> Wharf {
+    let wharf = prepare(extra);
+    wharf.add_user(
+        "alice",
+        Some("alice-pw"),
+        &["--home-directory-mapping", "/=/default/alice"],
+    );
+    wharf.start()
+}
+
+#[test]
+fn the_same_user_reaches_the_same_files_over_sftp_and_ftps() {
+    let wharf = with_protocols(
+        "[protocols.ftps]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"41000-41100\"\n",
+    );
+    let dir = wharf.dir.path();
+    let ftps = wharf.ftps.unwrap();
+    let base = format!("ftp://127.0.0.1:{}/", ftps.port());
+    let data: Vec<u8> = (0..2_000_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(dir.join("via-ftps.bin"), &data).unwrap();
+    let up = curl(
+        &[
+            "--ssl-reqd",
+            "-k",
+            "--user",
+            "alice:alice-pw",
+            "-T",
+            "via-ftps.bin",
+            &format!("{base}via-ftps.bin"),
+        ],
+        dir,
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    // Over SFTP, the file is there.
+    let out = sftp_batch(
+        wharf.sftp_port(),
+        "alice",
+        &Login::Password("alice-pw".into()),
+        "get via-ftps.bin back.bin\nput back.bin via-sftp.bin\n",
+        dir,
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dir.join("back.bin")).unwrap(), data);
+    // And what SFTP wrote is visible over FTPS.
+    let list = curl(
+        &["--ssl-reqd", "-k", "--user", "alice:alice-pw", &base],
+        dir,
+    );
+    assert!(stdout(&list).contains("via-sftp.bin"), "{}", stdout(&list));
+    let down = curl(
+        &[
+            "--ssl-reqd",
+            "-k",
+            "--user",
+            "alice:alice-pw",
+            "-o",
+            "ftps-back.bin",
+            &format!("{base}via-sftp.bin"),
+        ],
+        dir,
+    );
+    assert!(down.status.success(), "{}", stderr(&down));
+    assert_eq!(std::fs::read(dir.join("ftps-back.bin")).unwrap(), data);
+    // A wrong password is a 530 and an AUTH_FAILURE line with protocol FTPS.
+    let wrong = curl(&["--ssl-reqd", "-k", "--user", "alice:nope", &base], dir);
+    assert!(!wrong.status.success());
+    let failure = wharf.wait_for_log("FTPS AUTH_FAILURE", |l| {
+        l["activity-type"] == "AUTH_FAILURE" && l["protocol"] == "FTPS"
+    });
+    assert_eq!(failure["reason"], "wrong password");
+    let close = wharf.wait_for_log("FTPS CLOSE", |l| {
+        l["activity-type"] == "CLOSE" && l["protocol"] == "FTPS" && l["bytes-in"] == 2_000_000
+    });
+    assert_eq!(close["path"], "/default/alice/via-ftps.bin");
+    // Plain (no TLS) login is refused on the FTPS port.
+    let plain = curl(&["--user", "alice:alice-pw", &base], dir);
+    assert!(!plain.status.success());
+}
+
+#[test]
+fn lftp_over_ftps_and_curl_over_plain_ftp() {
+    let wharf = with_protocols(
+        "[protocols.ftps]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"41200-41300\"\n[protocols.ftp]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"41301-41400\"\n",
+    );
+    assert!(
+        wharf
+            .stderr_lines()
+            .iter()
+            .any(|l| l.contains("plain FTP is enabled")),
+        "{:?}",
+        wharf.stderr_lines()
+    );
+    let dir = wharf.dir.path();
+    std::fs::write(dir.join("l.txt"), b"lftp payload").unwrap();
+    let script = format!(
+        "set ftp:ssl-force true; set ftp:ssl-protect-data true; set ssl:verify-certificate no; set net:max-retries 1; \
+         open -u alice,alice-pw -p {} 127.0.0.1; put l.txt; mkdir d; ls; get l.txt -o l.back; rm l.txt; rmdir d; bye",
+        wharf.ftps.unwrap().port()
+    );
+    let out = Command::new("lftp")
+        .args(["-c", &script])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(std::fs::read(dir.join("l.back")).unwrap(), b"lftp payload");
+    assert!(!wharf.path("files/alice/l.txt").exists());
+    let ftp = format!("ftp://127.0.0.1:{}/", wharf.ftp.unwrap().port());
+    std::fs::write(dir.join("p.txt"), b"plain").unwrap();
+    let up = curl(
+        &[
+            "--user",
+            "alice:alice-pw",
+            "-T",
+            "p.txt",
+            &format!("{ftp}p.txt"),
+        ],
+        dir,
+    );
+    assert!(up.status.success(), "{}", stderr(&up));
+    assert_eq!(
+        std::fs::read(wharf.path("files/alice/p.txt")).unwrap(),
+        b"plain"
+    );
+    wharf.wait_for_log("FTP CLOSE", |l| {
+        l["activity-type"] == "CLOSE" && l["protocol"] == "FTP"
+    });
+}
