@@ -317,6 +317,8 @@ impl Drop for Wharf {
 pub enum Login {
     Password(String),
     Key(PathBuf),
+    /// Both, for `PUBLIC_KEY_AND_PASSWORD`.
+    KeyAndPassword(PathBuf, String),
 }
 
 fn askpass(dir: &Path, password: &str) -> PathBuf {
@@ -369,6 +371,21 @@ fn ssh_options(command: &mut Command, login: &Login, dir: &Path) {
                 ])
                 .arg(key)
                 .env_remove("SSH_AUTH_SOCK");
+        }
+        Login::KeyAndPassword(key, password) => {
+            command
+                .args([
+                    "-o",
+                    "PreferredAuthentications=publickey,password",
+                    "-o",
+                    "IdentitiesOnly=yes",
+                    "-i",
+                ])
+                .arg(key)
+                .env_remove("SSH_AUTH_SOCK")
+                .env("SSH_ASKPASS", askpass(dir, password))
+                .env("SSH_ASKPASS_REQUIRE", "force")
+                .env("DISPLAY", "none");
         }
     }
     command.stdin(Stdio::null());

@@ -5,6 +5,7 @@
 
 mod cli;
 mod ftps;
+mod idp;
 mod paramiko;
 mod policy;
 mod s3;

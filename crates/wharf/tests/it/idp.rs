@@ -1,0 +1,268 @@
+//! Identity providers and SSH authentication end to end: a Lambda-style
+//! handler behind the example runner, key logins with the OpenSSH client,
+//! PUBLIC_KEY_AND_PASSWORD, and the security policy.
+
+use std::io::BufRead;
+use std::process::{Child, Command, Stdio};
+
+use crate::*;
+
+/// The example runner serving `table_handler.py` on the lambda contract.
+struct Runner {
+    child: Child,
+    port: u16,
+}
+
+impl Runner {
+    fn start(users_file: &Path) -> Runner {
+        let runner = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../examples/identity-providers/runner.py");
+        let mut child = Command::new("python3")
+            .arg(runner)
+            .args(["--port", "0", "--handler"])
+            .arg(format!(
+                "{}:lambda_handler",
+                py("table_handler.py").display()
+            ))
+            .env("WHARF_TEST_USERS", users_file)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("runner said {line:?}"));
+        Runner { child, port }
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_lambda_handler_answers_password_and_key_logins_from_openssh() {
+    let (key, public) = ssh_key("client_alice");
+    let (other_key, _) = ssh_key("client_mallory");
+    let wharf = prepare("");
+    let users = wharf.path("users.json");
+    std::fs::write(
+        &users,
+        serde_json::json!({
+            "alice": {
+                "password": "lambda-pw",
+                "keys": [public],
+                "response": {
+                    "HomeDirectoryType": "LOGICAL",
+                    "HomeDirectoryDetails": "[{\"Entry\": \"/\", \"Target\": \"/default/alice\"}]",
+                    "SessionTags": {"team": "blue"}
+                }
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let runner = Runner::start(&users);
+    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
+    std::fs::write(
+        wharf.config_path(),
+        format!(
+            "{config}\n[identity_provider]\ntype = \"lambda\"\nurl = \"http://127.0.0.1:{}/2015-03-31/functions/function/invocations\"\ntimeout = \"5s\"\n",
+            runner.port
+        ),
+    )
+    .unwrap();
+    let wharf = wharf.start();
+    let dir = wharf.dir.path();
+    std::fs::write(dir.join("f.txt"), b"via lambda").unwrap();
+    let out = sftp_batch(
+        wharf.sftp_port(),
+        "alice",
+        &Login::Password("lambda-pw".into()),
+        "put f.txt\n",
+        dir,
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(wharf.path("files/alice/f.txt")).unwrap(),
+        b"via lambda"
+    );
+    let out = sftp_batch(
+        wharf.sftp_port(),
+        "alice",
+        &Login::Key(key),
+        "get f.txt back.txt\n",
+        dir,
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let connected = wharf.wait_for_log("key login", |l| {
+        l["activity-type"] == "CONNECTED" && l["method"] == "publickey"
+    });
+    assert!(
+        connected["ssh-public-key-fingerprint"]
+            .as_str()
+            .unwrap()
+            .starts_with("SHA256:")
+    );
+    assert!(
+        !sftp_batch(
+            wharf.sftp_port(),
+            "alice",
+            &Login::Key(other_key),
+            "ls\n",
+            dir,
+            &[]
+        )
+        .status
+        .success()
+    );
+    assert!(
+        !sftp_batch(
+            wharf.sftp_port(),
+            "alice",
+            &Login::Password("wrong".into()),
+            "ls\n",
+            dir,
+            &[]
+        )
+        .status
+        .success()
+    );
+    let denied = wharf.wait_for_log("lambda denial", |l| {
+        l["activity-type"] == "AUTH_FAILURE" && l["method"] == "password"
+    });
+    assert!(
+        denied["reason"].as_str().unwrap().contains("denied"),
+        "{denied}"
+    );
+    // test-idp against the same handler, for both kinds of login.
+    let ok = wharf.cli(
+        &["test-idp", "--user", "alice", "--password-stdin"],
+        Some("lambda-pw\n"),
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", stdout(&ok));
+    let key_file = format!("{}.pub", ssh_key("client_alice").0.display());
+    let by_key = wharf.cli(
+        &["test-idp", "--user", "alice", "--public-key", &key_file],
+        None,
+    );
+    assert_eq!(by_key.status.code(), Some(0), "{}", stdout(&by_key));
+    let answer: serde_json::Value = serde_json::from_slice(&by_key.stdout).unwrap();
+    assert_eq!(answer["Session"]["SessionTags"]["team"], "blue");
+    // The provider going away denies promptly.
+    drop(runner);
+    assert!(
+        !sftp_batch(
+            wharf.sftp_port(),
+            "alice",
+            &Login::Password("lambda-pw".into()),
+            "ls\n",
+            dir,
+            &[]
+        )
+        .status
+        .success()
+    );
+}
+
+fn with_methods(methods: &str) -> Wharf {
+    let (_, public) = ssh_key("client_alice");
+    let wharf = prepare(&format!(
+        "[identity_provider]\nsftp_authentication_methods = \"{methods}\"\n"
+    ));
+    wharf.add_user("alice", Some("alice-pw"), &["--ssh-key", &public]);
+    wharf.start()
+}
+
+#[test]
+fn sftp_authentication_methods_are_enforced() {
+    let (key, _) = ssh_key("client_alice");
+    let password = || Login::Password("alice-pw".into());
+    let both = || Login::KeyAndPassword(key.clone(), "alice-pw".into());
+    let ok = |wharf: &Wharf, login: Login| {
+        sftp_batch(
+            wharf.sftp_port(),
+            "alice",
+            &login,
+            "ls\n",
+            wharf.dir.path(),
+            &[],
+        )
+        .status
+        .success()
+    };
+
+    let wharf = with_methods("PASSWORD");
+    assert!(ok(&wharf, password()));
+    assert!(!ok(&wharf, Login::Key(key.clone())));
+
+    let wharf = with_methods("PUBLIC_KEY");
+    assert!(!ok(&wharf, password()));
+    assert!(ok(&wharf, Login::Key(key.clone())));
+
+    let wharf = with_methods("PUBLIC_KEY_AND_PASSWORD");
+    assert!(!ok(&wharf, password()));
+    assert!(!ok(&wharf, Login::Key(key.clone())));
+    assert!(ok(&wharf, both()));
+    let connected = wharf.wait_for_log("two-step login", |l| l["activity-type"] == "CONNECTED");
+    assert_eq!(connected["method"], "password");
+}
+
+#[test]
+fn the_default_security_policy_refuses_weak_algorithms() {
+    let wharf = with_methods("PUBLIC_KEY_OR_PASSWORD");
+    let dir = wharf.dir.path();
+    let login = Login::Password("alice-pw".into());
+    for (option, what) in [
+        ("Ciphers=aes128-cbc", "CBC cipher"),
+        ("Ciphers=3des-cbc", "3DES"),
+        ("Ciphers=aes128-ctr,MACs=hmac-sha1", "SHA-1 MAC"),
+        (
+            "KexAlgorithms=diffie-hellman-group14-sha1",
+            "SHA-1 key exchange",
+        ),
+        ("KexAlgorithms=diffie-hellman-group1-sha1", "group1"),
+        ("HostKeyAlgorithms=ssh-rsa", "SHA-1 RSA host key"),
+        ("Ciphers=aes128-ctr,MACs=hmac-sha2-256", "encrypt-and-MAC"),
+    ] {
+        let mut extra = vec![];
+        for part in option.split(',') {
+            if part.contains('=') {
+                extra.push("-o".to_owned());
+                extra.push(part.to_owned());
+            }
+        }
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let out = sftp_batch(wharf.sftp_port(), "alice", &login, "ls\n", dir, &extra);
+        assert!(!out.status.success(), "{what} was accepted");
+    }
+    for cipher in [
+        "aes128-gcm@openssh.com",
+        "aes256-gcm@openssh.com",
+        "chacha20-poly1305@openssh.com",
+        "aes256-ctr",
+    ] {
+        let out = sftp_batch(
+            wharf.sftp_port(),
+            "alice",
+            &login,
+            "ls\n",
+            dir,
+            &["-c", cipher],
+        );
+        assert!(out.status.success(), "{cipher}: {}", stderr(&out));
+    }
+}
