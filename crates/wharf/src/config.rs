@@ -594,6 +594,20 @@ fn convert(
     let ban_time = s.duration(errors, "ban_time", "15m");
     let shutdown_grace = s.duration(errors, "shutdown_grace", "30s");
     let admin_listen = s.address(errors, "admin_listen", "");
+    // Fail closed on what is specified but not built yet: a PROXY header
+    // ignored would make every client look like the load balancer.
+    if proxy_protocol {
+        errors.push(
+            "server.proxy_protocol: PROXY protocol support is not available in this build yet"
+                .to_owned(),
+        );
+    }
+    if admin_listen.is_some() {
+        errors.push(
+            "server.admin_listen: the metrics endpoint is not available in this build yet"
+                .to_owned(),
+        );
+    }
     s.finish(errors);
     let server = ServerConfig {
         server_id,
@@ -992,6 +1006,31 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(errors, ["server.bogus: unknown key"]);
+    }
+
+    #[test]
+    fn what_is_not_built_yet_is_refused_not_ignored() {
+        let base = "[storage.a]\nkind = \"filesystem\"\nroot = \"a\"\n";
+        for (extra, expected) in [
+            (
+                "[server]\nproxy_protocol = true\n",
+                "server.proxy_protocol: PROXY protocol support is not available",
+            ),
+            (
+                "[server]\nadmin_listen = \"127.0.0.1:9090\"\n",
+                "server.admin_listen: the metrics endpoint",
+            ),
+            (
+                "[identity_provider]\ntype = \"ldap\"\n",
+                "identity_provider.type: \"ldap\" is part of the contract",
+            ),
+        ] {
+            let errors = load_text(&format!("{base}{extra}"), &[]).unwrap_err();
+            assert!(
+                errors.iter().any(|e| e.starts_with(expected)),
+                "{expected:?} not in {errors:?}"
+            );
+        }
     }
 
     #[test]
