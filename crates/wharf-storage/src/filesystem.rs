@@ -34,7 +34,7 @@ use crate::{
 /// is unavailable, or between link and rename). Listings hide them.
 const TEMP_PREFIX: &str = ".wharf-upload-";
 
-/// Sequential writes are gathered up to this size before one `pwrite`.
+/// Sequential writes are gathered up to this size before one `pwritev`.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// A store rooted at a local directory.
@@ -417,8 +417,9 @@ impl Store for FilesystemStore {
                 parent: Arc::new(parent),
                 name,
                 temp_name,
-                buffer: BytesMut::new(),
-                buffer_offset: 0,
+                pending: Vec::new(),
+                pending_len: 0,
+                pending_offset: 0,
                 size: 0,
                 modified: None,
                 failed: None,
@@ -680,35 +681,88 @@ struct FsWriter {
     name: String,
     /// The visible temporary name, when `O_TMPFILE` was not available.
     temp_name: Option<String>,
-    /// Contiguous bytes not yet written, starting at `buffer_offset`.
-    buffer: BytesMut,
-    buffer_offset: u64,
+    /// Contiguous writes not yet on disk, starting at `pending_offset`. They
+    /// are written together with one `pwritev`, without copying them.
+    pending: Vec<Bytes>,
+    pending_len: usize,
+    pending_offset: u64,
     size: u64,
     modified: Option<SystemTime>,
     /// The first write error; every later call reports it.
     failed: Option<Error>,
 }
 
+/// Writes all of `chunks` at `offset` with as few `pwritev` calls as the
+/// kernel allows (it may write less than asked).
+fn write_all_vectored(file: &File, chunks: &[Bytes], mut offset: u64) -> io::Result<()> {
+    const IOV_MAX: usize = 1024;
+    let mut index = 0;
+    let mut skip = 0; // bytes of chunks[index] already written
+    while index < chunks.len() {
+        let slices: Vec<io::IoSlice<'_>> = chunks[index..]
+            .iter()
+            .take(IOV_MAX)
+            .enumerate()
+            .map(|(i, c)| io::IoSlice::new(if i == 0 { &c[skip..] } else { &c[..] }))
+            .collect();
+        let mut written = match rustix::io::pwritev(file, &slices, offset) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WriteZero,
+                    "pwritev wrote nothing",
+                ));
+            }
+            Ok(n) => n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        offset += written as u64;
+        while written > 0 && index < chunks.len() {
+            let left = chunks[index].len() - skip;
+            if written >= left {
+                written -= left;
+                index += 1;
+                skip = 0;
+            } else {
+                skip += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
 impl FsWriter {
     async fn flush(&mut self) -> Result<()> {
-        if self.buffer.is_empty() {
+        if self.pending.is_empty() {
             return Ok(());
         }
         let file = self
             .file
             .clone()
             .ok_or_else(|| Error::internal("write after finish"))?;
-        let data = self.buffer.split().freeze();
-        let offset = self.buffer_offset;
+        let chunks = std::mem::take(&mut self.pending);
+        let offset = self.pending_offset;
+        self.pending_offset += self.pending_len as u64;
+        self.pending_len = 0;
         let result = blocking(move || {
-            file.write_all_at(&data, offset)
-                .map_err(|e| io_error(e, "write failed"))
+            write_all_vectored(&file, &chunks, offset).map_err(|e| io_error(e, "write failed"))?;
+            let mut chunks = chunks;
+            chunks.clear();
+            Ok(chunks)
         })
         .await;
-        if let Err(error) = &result {
-            self.failed = Some(error.clone());
+        match result {
+            Ok(chunks) => {
+                // Keep the vector's capacity for the next batch.
+                self.pending = chunks;
+                Ok(())
+            }
+            Err(error) => {
+                self.failed = Some(error.clone());
+                Err(error)
+            }
         }
-        result
     }
 }
 
@@ -718,22 +772,20 @@ impl Writer for FsWriter {
         if let Some(error) = &self.failed {
             return Err(error.clone());
         }
-        let contiguous = offset == self.buffer_offset + self.buffer.len() as u64;
-        if !contiguous || self.buffer.len() + data.len() > WRITE_BUFFER_BYTES {
+        let contiguous = offset == self.pending_offset + self.pending_len as u64;
+        if !contiguous || self.pending_len + data.len() > WRITE_BUFFER_BYTES {
             self.flush().await?;
-            self.buffer_offset = offset;
         }
-        if self.buffer.is_empty() {
-            self.buffer_offset = offset;
+        if self.pending.is_empty() {
+            self.pending_offset = offset;
         }
-        if data.len() >= WRITE_BUFFER_BYTES {
-            // Large writes go straight through.
-            self.buffer.extend_from_slice(&data);
+        let end = offset + data.len() as u64;
+        self.pending_len += data.len();
+        self.pending.push(data);
+        if self.pending_len >= WRITE_BUFFER_BYTES {
             self.flush().await?;
-        } else {
-            self.buffer.extend_from_slice(&data);
         }
-        self.size = self.size.max(offset + data.len() as u64);
+        self.size = self.size.max(end);
         Ok(())
     }
 

@@ -201,3 +201,25 @@ async fn set_modified_is_applied() {
     store.set_modified(&k, later).await.unwrap();
     assert_eq!(store.head(&k).await.unwrap().unwrap().modified, Some(later));
 }
+
+#[tokio::test]
+async fn many_small_sequential_writes_land_in_order() {
+    let (dir, store) = store();
+    let k = key("", "many");
+    let mut writer = store.open_write(&k).await.unwrap();
+    let mut expected = Vec::new();
+    // More chunks than one pwritev takes (IOV_MAX = 1024), across flushes.
+    for i in 0..3000u32 {
+        let chunk: Vec<u8> = (0..700u32).map(|j| ((i * 7 + j) % 251) as u8).collect();
+        writer
+            .write_at(expected.len() as u64, Bytes::from(chunk.clone()))
+            .await
+            .unwrap();
+        expected.extend_from_slice(&chunk);
+    }
+    writer.finish().await.unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("root/many")).unwrap(),
+        expected
+    );
+}
