@@ -22,6 +22,8 @@ impl HttpClient {
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(redirect::Policy::none())
+            // A login is one small request: never let Nagle hold half of it.
+            .tcp_nodelay(true)
             .user_agent(concat!("wharf/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ProviderConfigError(format!("cannot set up the HTTP client: {e}")))?;
