@@ -15,6 +15,9 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod prompt_acks;
+pub use prompt_acks::PromptAcks;
+
 /// Stops every listener of a process in two steps.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown {

@@ -196,7 +196,11 @@ pub async fn serve(config: Config) -> CommandResult {
             shutdown.clone(),
             move |stream, peer| {
                 let server = server.clone();
-                async move { server.serve(stream, peer).await }
+                async move {
+                    server
+                        .serve(wharf_listen::PromptAcks::new(stream), peer)
+                        .await
+                }
             },
         ));
     }
