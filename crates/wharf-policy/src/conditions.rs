@@ -126,6 +126,11 @@ enum Val<'s> {
 }
 
 impl Condition {
+    /// The condition key, lowercased.
+    pub(crate) fn key_lower(&self) -> &str {
+        &self.key.lower
+    }
+
     /// Whether the condition holds for the request.
     pub(crate) fn holds(&self, scope: &Scope<'_>) -> bool {
         let Some(values) = scope.lookup(&self.key) else {

@@ -153,6 +153,20 @@ impl Policy {
     pub fn statements(&self) -> impl Iterator<Item = (&str, Effect)> {
         self.statements.iter().map(|s| (s.label.as_str(), s.effect))
     }
+
+    /// Whether some condition tests a key that starts with `prefix`
+    /// (compared case-insensitively, like condition keys), e.g.
+    /// `s3:ExistingObjectTag/`: callers look up costly per-request values
+    /// only for policies that use them.
+    pub fn tests_condition_key_prefix(&self, prefix: &str) -> bool {
+        let prefix = prefix.to_lowercase();
+        self.statements.iter().any(|statement| {
+            statement
+                .conditions
+                .iter()
+                .any(|condition| condition.key_lower().starts_with(&prefix))
+        })
+    }
 }
 
 /// One compiled statement.

@@ -1854,3 +1854,54 @@ fn policy_from_value_accepts_string_or_object() {
         "{err}"
     );
 }
+
+#[test]
+fn tells_which_policies_test_object_tags() {
+    let tagged = identity(
+        "tagged",
+        r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":"s3:ListBucket","Resource":"*"},
+            {"Effect":"Allow","Action":"s3:GetObject","Resource":"*",
+             "Condition":{"StringEquals":{"S3:ExistingObjectTag/classification":"public"}}}]}"#,
+    );
+    let plain = identity(
+        "plain",
+        r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"s3:GetObject","Resource":"*",
+            "Condition":{"StringEquals":{"aws:PrincipalTag/team":"a"}}}}"#,
+    );
+    assert!(tagged.tests_condition_key_prefix("s3:ExistingObjectTag/"));
+    assert!(!plain.tests_condition_key_prefix("s3:ExistingObjectTag/"));
+    assert!(plain.tests_condition_key_prefix("aws:principaltag/"));
+}
+
+/// S3 User Guide, "Tagging and access control policies", example 1: read
+/// only objects tagged `environment=production` (the key is per request).
+#[test]
+fn existing_object_tag_grants_reads_of_tagged_objects_only() {
+    let p = identity(
+        "tags",
+        r#"{"Version":"2012-10-17","Statement":[{"Sid":"ProductionOnly","Effect":"Allow",
+            "Action":"s3:GetObject","Resource":"arn:aws:s3:::awsexamplebucket1/*",
+            "Condition":{"StringEquals":{"s3:ExistingObjectTag/environment":"production"}}}]}"#,
+    );
+    let s = set(&[&p], None, &[]);
+    let object = "arn:aws:s3:::awsexamplebucket1/report.csv";
+    check(
+        &s,
+        r("s3:GetObject", object).extra("s3:ExistingObjectTag/environment", "production"),
+        Want::Allow("tags", "ProductionOnly"),
+    );
+    check(
+        &s,
+        r("s3:GetObject", object).extra("s3:ExistingObjectTag/environment", "staging"),
+        Want::Implicit,
+    );
+    // An untagged object has no such key: the StringEquals fails.
+    check(&s, r("s3:GetObject", object), Want::Implicit);
+    // Another tag does not stand in for it.
+    check(
+        &s,
+        r("s3:GetObject", object).extra("s3:ExistingObjectTag/owner", "production"),
+        Want::Implicit,
+    );
+}

@@ -96,7 +96,12 @@ pub struct PolicyAuthorizer {
     bucket_policies: Arc<BTreeMap<String, Arc<Policy>>>,
     principal_arn: String,
     context: Context,
+    /// Some policy tests `s3:ExistingObjectTag/KEY`.
+    wants_object_tags: bool,
 }
+
+/// The condition key prefix of object tags.
+const OBJECT_TAG_KEY: &str = "s3:ExistingObjectTag/";
 
 impl std::fmt::Debug for PolicyAuthorizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -184,12 +189,18 @@ impl PolicyAuthorizer {
         if !tag_keys.is_empty() {
             context.insert_multi("aws:PrincipalTagKeys", tag_keys);
         }
+        let wants_object_tags = policies
+            .iter()
+            .chain(session.iter())
+            .chain(bucket_policies.values())
+            .any(|policy| policy.tests_condition_key_prefix(OBJECT_TAG_KEY));
         Ok(PolicyAuthorizer {
             identity: policies,
             session,
             bucket_policies,
             principal_arn,
             context,
+            wants_object_tags,
         })
     }
 
@@ -254,8 +265,25 @@ impl Authorizer for PolicyAuthorizer {
                 &extra[..n],
                 Some(request.store),
             )
-        } else {
+        } else if request.object_tags.is_empty() {
             self.decide(request.action.as_str(), &resource, &[], Some(request.store))
+        } else {
+            let names: Vec<String> = request
+                .object_tags
+                .iter()
+                .map(|(key, _)| format!("{OBJECT_TAG_KEY}{key}"))
+                .collect();
+            let extra: Vec<(&str, &str)> = names
+                .iter()
+                .zip(request.object_tags)
+                .map(|(name, (_, value))| (name.as_str(), value.as_str()))
+                .collect();
+            self.decide(
+                request.action.as_str(),
+                &resource,
+                &extra,
+                Some(request.store),
+            )
         };
         if decision.allowed {
             Ok(())
@@ -264,6 +292,10 @@ impl Authorizer for PolicyAuthorizer {
                 reason: decision.to_string(),
             })
         }
+    }
+
+    fn wants_object_tags(&self) -> bool {
+        self.wants_object_tags
     }
 }
 
@@ -308,6 +340,7 @@ mod tests {
             } else {
                 None
             },
+            object_tags: &[],
         }
     }
 

@@ -337,6 +337,13 @@ pub trait Store: Send + Sync + 'static {
         self.delete(from).await
     }
 
+    /// The object's tags (S3 object tagging), for policies that test
+    /// `s3:ExistingObjectTag/KEY`. Stores without tags have none.
+    async fn tags(&self, key: &Key) -> Result<Vec<(String, String)>> {
+        let _ = key;
+        Ok(Vec::new())
+    }
+
     /// Sets the modification time, where [`Capabilities::set_times`] says the
     /// backend has one. The default accepts and ignores it.
     async fn set_modified(&self, key: &Key, modified: SystemTime) -> Result<()> {

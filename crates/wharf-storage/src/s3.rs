@@ -569,6 +569,13 @@ impl Store for S3Store {
         )))
     }
 
+    async fn tags(&self, key: &Key) -> Result<Vec<(String, String)>> {
+        if key.is_root() {
+            return Err(Self::is_a_directory(key));
+        }
+        self.inner.raw.get_object_tagging(key.as_str()).await
+    }
+
     async fn delete(&self, key: &Key) -> Result<()> {
         if key.is_root() {
             return Err(Self::is_a_directory(key));

@@ -49,6 +49,10 @@ pub struct AccessRequest<'a> {
     /// For [`Action::ListBucket`], the `s3:delimiter` (`/` for a directory
     /// listing, absent for a stat).
     pub delimiter: Option<&'a str>,
+    /// For [`Action::GetObject`], the object's tags
+    /// (`s3:ExistingObjectTag/KEY`), fetched only when the authorizer
+    /// [wants them](Authorizer::wants_object_tags); empty otherwise.
+    pub object_tags: &'a [(String, String)],
 }
 
 impl AccessRequest<'_> {
@@ -70,6 +74,14 @@ pub struct Denied {
 /// Decides every operation before any store is touched.
 pub trait Authorizer: Send + Sync + 'static {
     fn authorize(&self, request: &AccessRequest<'_>) -> Result<(), Denied>;
+
+    /// Whether reads must carry the object's tags in
+    /// [`AccessRequest::object_tags`] (a policy tests
+    /// `s3:ExistingObjectTag/KEY`). Fetching them costs a request per read,
+    /// so only authorizers that look at them say yes.
+    fn wants_object_tags(&self) -> bool {
+        false
+    }
 }
 
 /// One home-directory target: a store and a key prefix ("" for the whole
@@ -184,6 +196,7 @@ mod tests {
             store,
             key,
             delimiter: Some("/"),
+            object_tags: &[],
         };
         assert_eq!(
             targets().authorize(&request).is_ok(),
@@ -221,6 +234,7 @@ mod tests {
             store: "reports",
             key: "alice/",
             delimiter: Some("/"),
+            object_tags: &[],
         };
         assert_eq!(list.resource_arn(), "arn:aws:s3:::reports");
         let get = AccessRequest {

@@ -167,6 +167,20 @@ impl UserFs {
             .map_err(|e| Error::new(ErrorKind::InvalidPath, e.0))
     }
 
+    /// The object's tags when the authorizer tests them, else none. A
+    /// missing object has none: the authorization then decides as for an
+    /// untagged object, so a denied user cannot learn whether it exists.
+    async fn object_tags(&self, mount: &Mount, key: &Key) -> Result<Vec<(String, String)>> {
+        if !self.inner.authorizer.wants_object_tags() {
+            return Ok(Vec::new());
+        }
+        match mount.store.store.tags(key).await {
+            Ok(tags) => Ok(tags),
+            Err(error) if error.kind == wharf_storage::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(error) => Err(Error::from(error)),
+        }
+    }
+
     /// Asks the authorizer; a denial is logged as ACCESS_DENIED and becomes
     /// [`ErrorKind::PermissionDenied`].
     fn authorize(
@@ -232,6 +246,7 @@ impl UserFs {
                         store: &mount.store.name,
                         key: key.as_str(),
                         delimiter: None,
+                        object_tags: &[],
                     },
                 )?;
                 match mount.store.store.head(&key).await? {
@@ -271,6 +286,7 @@ impl UserFs {
                         store: &mount.store.name,
                         key: &prefix,
                         delimiter: Some("/"),
+                        object_tags: &[],
                     },
                 )?;
                 if !is_mount_point {
@@ -330,6 +346,7 @@ impl UserFs {
                 store: &mount.store.name,
                 key: &prefix,
                 delimiter: Some("/"),
+                object_tags: &[],
             })
             .is_ok()
     }
@@ -343,6 +360,7 @@ impl UserFs {
                 store: &mount.store.name,
                 key: key.as_str(),
                 delimiter: None,
+                object_tags: &[],
             })
             .ok()?;
         match mount.store.store.head(&key).await {
@@ -376,6 +394,7 @@ impl UserFs {
                 (mount, key)
             }
         };
+        let object_tags = self.object_tags(mount, &key).await?;
         self.authorize(
             "OPEN",
             path,
@@ -384,6 +403,7 @@ impl UserFs {
                 store: &mount.store.name,
                 key: key.as_str(),
                 delimiter: None,
+                object_tags: &object_tags,
             },
         )?;
         let log_path = store_path(mount, &key);
@@ -441,6 +461,7 @@ impl UserFs {
                 store: &mount.store.name,
                 key: key.as_str(),
                 delimiter: None,
+                object_tags: &[],
             },
         )?;
         match mount.store.store.head(&key).await? {
@@ -534,6 +555,7 @@ impl UserFs {
                 store: &mount.store.name,
                 key: key.as_str(),
                 delimiter: None,
+                object_tags: &[],
             },
         )?;
         let log_path = store_path(mount, &key);
@@ -574,6 +596,7 @@ impl UserFs {
                 store: &mount.store.name,
                 key: &marker,
                 delimiter: None,
+                object_tags: &[],
             },
         )?;
         let log_path = store_path(mount, &key);
@@ -608,6 +631,7 @@ impl UserFs {
                 store: &mount.store.name,
                 key: &marker,
                 delimiter: None,
+                object_tags: &[],
             },
         )?;
         match mount.store.store.head(&key).await? {
@@ -661,6 +685,11 @@ impl UserFs {
         } else {
             (from_key.as_str().to_owned(), to_key.as_str().to_owned())
         };
+        let source_tags = if is_dir {
+            Vec::new()
+        } else {
+            self.object_tags(from_mount, &from_key).await?
+        };
         for (action, key, path) in [
             (Action::GetObject, &source_key, from),
             (Action::PutObject, &target_key, to),
@@ -674,6 +703,11 @@ impl UserFs {
                     store: &store.name,
                     key,
                     delimiter: None,
+                    object_tags: if action == Action::GetObject {
+                        &source_tags
+                    } else {
+                        &[]
+                    },
                 },
             )?;
         }
@@ -731,6 +765,7 @@ impl UserFs {
                 store: &mount.store.name,
                 key: key.as_str(),
                 delimiter: None,
+                object_tags: &[],
             },
         )?;
         let log_path = store_path(mount, &key);

@@ -87,6 +87,42 @@ struct CopyPartResult {
     etag: String,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Tagging {
+    #[serde(default)]
+    tag_set: TagSet,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagSet {
+    #[serde(default)]
+    tag: Vec<Tag>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Tag {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+/// The tags of a GetObjectTagging response body.
+pub(crate) fn parse_tagging(body: &[u8]) -> Option<Vec<(String, String)>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let tagging = quick_xml::de::from_str::<Tagging>(text).ok()?;
+    Some(
+        tagging
+            .tag_set
+            .tag
+            .into_iter()
+            .map(|tag| (tag.key, tag.value))
+            .collect(),
+    )
+}
+
 /// A part that has been uploaded.
 #[derive(Debug, Clone)]
 pub(crate) struct Part {
@@ -499,6 +535,26 @@ impl Raw {
             Err(error) if error.kind == ErrorKind::NotFound => Ok(()),
             Err(error) => Err(error),
         }
+    }
+
+    /// GetObjectTagging: the object's tags as (key, value) pairs.
+    pub(crate) async fn get_object_tagging(&self, key: &str) -> Result<Vec<(String, String)>> {
+        let response = self
+            .send(
+                "GetObjectTagging",
+                key,
+                Method::GET,
+                self.url(key, "tagging"),
+                HeaderMap::new(),
+                Bytes::new(),
+            )
+            .await?;
+        parse_tagging(&response.body).ok_or_else(|| {
+            Error::internal(format!(
+                "GetObjectTagging s3://{}/{key}: the response is not a Tagging document",
+                self.bucket
+            ))
+        })
     }
 }
 

@@ -161,3 +161,23 @@ fn listed_keys_become_children_once() {
     // Memory stays bounded: the oldest name is forgotten.
     assert!(seen.first_time("x"));
 }
+
+#[test]
+fn parses_object_tagging() {
+    use super::raw::parse_tagging;
+    let body = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>
+  <Tag><Key>classification</Key><Value>public</Value></Tag>
+  <Tag><Key>empty</Key><Value></Value></Tag>
+</TagSet></Tagging>"#;
+    assert_eq!(
+        parse_tagging(body),
+        Some(vec![
+            ("classification".to_owned(), "public".to_owned()),
+            ("empty".to_owned(), String::new()),
+        ])
+    );
+    let untagged = br#"<Tagging><TagSet></TagSet></Tagging>"#;
+    assert_eq!(parse_tagging(untagged), Some(vec![]));
+    assert_eq!(parse_tagging(b"not xml"), None);
+}

@@ -9,6 +9,17 @@ use wharf_test_support::s3::S3Server;
 use crate::*;
 
 fn s3_wharf(moto: &S3Server, extra: &str) -> Wharf {
+    let wharf = prepare_s3_wharf(moto, extra);
+    wharf.add_user(
+        "alice",
+        Some("alice-pw"),
+        &["--home-directory-mapping", "/=/reports/alice"],
+    );
+    wharf.start()
+}
+
+/// wharf with the store `reports` on moto's `transfer-bucket`, no users yet.
+fn prepare_s3_wharf(moto: &S3Server, extra: &str) -> Wharf {
     moto.create_bucket("transfer-bucket");
     let config = format!(
         r#"[server]
@@ -34,13 +45,7 @@ upload_concurrency = 2
         host_key = wharf_test_support::wharf::host_key().display(),
         endpoint = moto.endpoint(),
     );
-    let wharf = Wharf::prepare(binary(), &config);
-    wharf.add_user(
-        "alice",
-        Some("alice-pw"),
-        &["--home-directory-mapping", "/=/reports/alice"],
-    );
-    wharf.start()
+    Wharf::prepare(binary(), &config)
 }
 
 fn write_random(path: &Path, len: usize) -> Vec<u8> {
@@ -192,4 +197,77 @@ fn a_dropped_upload_leaves_no_object_and_no_multipart_upload() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(moto.list_keys("transfer-bucket", "alice/").is_empty());
+}
+
+/// s3:ExistingObjectTag (S3 User Guide, "Tagging and access control
+/// policies"): a scope-down policy lets alice read only objects tagged
+/// classification=public; the tags are S3's own, read with GetObjectTagging.
+#[test]
+fn reads_are_decided_by_existing_object_tags() {
+    let moto = S3Server::start();
+    let wharf = prepare_s3_wharf(&moto, "");
+    let policy = wharf.dir.path().join("public-only.json");
+    std::fs::write(
+        &policy,
+        r#"{"Version":"2012-10-17","Statement":[
+  {"Sid":"List","Effect":"Allow","Action":"s3:ListBucket","Resource":"arn:aws:s3:::reports"},
+  {"Sid":"Write","Effect":"Allow","Action":["s3:PutObject","s3:DeleteObject"],"Resource":"arn:aws:s3:::reports/alice/*"},
+  {"Sid":"ReadPublic","Effect":"Allow","Action":"s3:GetObject","Resource":"arn:aws:s3:::reports/alice/*",
+   "Condition":{"StringEquals":{"s3:ExistingObjectTag/classification":"public"}}}]}"#,
+    )
+    .unwrap();
+    wharf.add_user(
+        "alice",
+        Some("alice-pw"),
+        &[
+            "--home-directory-mapping",
+            "/=/reports/alice",
+            "--policy",
+            &format!("@{}", policy.display()),
+        ],
+    );
+    let wharf = wharf.start();
+    moto.boto3(
+        r#"
+for key, tagging in [("alice/public.txt", "classification=public"),
+                     ("alice/secret.txt", "classification=secret&owner=public"),
+                     ("alice/plain.txt", None)]:
+    extra = {"Tagging": tagging} if tagging else {}
+    s3.put_object(Bucket="transfer-bucket", Key=key, Body=b"x", **extra)
+print(json.dumps(True))
+"#,
+        &[],
+        "",
+    );
+    let ops = wharf_test_support::wharf::python(
+        &py("ops.py"),
+        &[
+            &wharf.sftp_port().to_string(),
+            "alice",
+            "alice-pw",
+            "get:/public.txt:ok",
+            "get:/secret.txt:denied",
+            "get:/plain.txt:denied",
+            // A missing object has no tags: denied, not "no such file".
+            "get:/missing.txt:denied",
+            // Rename reads the source too.
+            "mv:/secret.txt>/moved.txt:denied",
+            "mv:/public.txt>/moved.txt:ok",
+            "put:/new.txt:ok",
+            "get:/new.txt:denied",
+        ],
+    );
+    assert!(ops.status.success(), "{}\n{}", stdout(&ops), stderr(&ops));
+    let denied = wharf.wait_for_log("ACCESS_DENIED", |l| {
+        l["activity-type"] == "ACCESS_DENIED" && l["path"] == "/secret.txt"
+    });
+    assert!(
+        denied["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("s3:GetObject")),
+        "{denied}"
+    );
+    let keys = moto.list_keys("transfer-bucket", "alice/");
+    assert!(keys.contains(&"alice/moved.txt".to_owned()), "{keys:?}");
+    assert!(keys.contains(&"alice/secret.txt".to_owned()), "{keys:?}");
 }

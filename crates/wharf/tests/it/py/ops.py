@@ -1,7 +1,7 @@
 """Runs SFTP operations with paramiko and checks each one's outcome.
 
 Usage: ops.py PORT USER PASSWORD OP:PATH:EXPECT...
-OP is put, get, ls, stat, mkdir, rmdir or rm; EXPECT is ok, denied (SFTP
+OP is put, get, ls, stat, mkdir, rmdir, rm or mv (PATH is FROM>TO); EXPECT is ok, denied (SFTP
 permission denied), missing (no such file) or failed (any other error). Prints one line per
 operation; exits 1 if any outcome differs.
 """
@@ -31,6 +31,9 @@ def run(sftp, op, path):
         sftp.rmdir(path)
     elif op == "rm":
         sftp.remove(path)
+    elif op == "mv":  # PATH is FROM>TO
+        source, target = path.split(">", 1)
+        sftp.posix_rename(source, target)
     else:
         raise ValueError(op)
 
