@@ -57,7 +57,10 @@ def wait_http(port, deadline=60):
 
 
 def rclone_env(endpoint):
-    return {**os.environ, "RCLONE_CONFIG_S3_TYPE": "s3", "RCLONE_CONFIG_S3_PROVIDER": "Other",
+    # rclone 1.60 fails on AWS_CA_BUNDLE ("unsupported transport"); the
+    # endpoint is plain HTTP on loopback anyway.
+    environ = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    return {**environ, "RCLONE_CONFIG_S3_TYPE": "s3", "RCLONE_CONFIG_S3_PROVIDER": "Other",
             "RCLONE_CONFIG_S3_ENDPOINT": endpoint, "RCLONE_CONFIG_S3_ACCESS_KEY_ID": AK,
             "RCLONE_CONFIG_S3_SECRET_ACCESS_KEY": SK, "RCLONE_CONFIG_S3_REGION": "us-east-1",
             "RCLONE_CONFIG_S3_FORCE_PATH_STYLE": "true"}
@@ -117,8 +120,8 @@ def throughput(args, binary, work, key, public, procs):
                 up = sftp(ports["SFTP"], "bench", key, f"put {src} /up.bin\n", args.cipher)
                 down = sftp(ports["SFTP"], "bench", key, "get /up.bin /dev/null\n", args.cipher)
             elif name == "rclone serve sftp":
-                up = sftp(rclone_port, "bench", key, f"put {src} /rclone/up.bin\n", args.cipher)
-                down = sftp(rclone_port, "bench", key, "get /rclone/up.bin /dev/null\n", args.cipher)
+                up = sftp(rclone_port, "bench", key, f"put {src} /rclone-up.bin\n", args.cipher)
+                down = sftp(rclone_port, "bench", key, "get /rclone-up.bin /dev/null\n", args.cipher)
             else:
                 start = time.monotonic()
                 subprocess.run(["rclone", "copyto", src, "s3:bench/direct/up.bin"], env=env, check=True)

@@ -6,6 +6,7 @@
 
 mod config;
 mod hostkeys;
+mod memory;
 mod serve;
 mod testidp;
 mod users;
@@ -132,6 +133,7 @@ fn run(cli: Cli) -> CommandResult {
 }
 
 fn main() -> ExitCode {
+    memory::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
