@@ -124,7 +124,8 @@ def throughput(args, binary, work, key, public, procs):
                 down = sftp(rclone_port, "bench", key, "get /rclone-up.bin /dev/null\n", args.cipher)
             else:
                 start = time.monotonic()
-                subprocess.run(["rclone", "copyto", src, "s3:bench/direct/up.bin"], env=env, check=True)
+                # --ignore-times: the object is already there from the run before.
+                subprocess.run(["rclone", "copyto", "--ignore-times", src, "s3:bench/direct/up.bin"], env=env, check=True)
                 up = time.monotonic() - start
                 start = time.monotonic()
                 subprocess.run(["rclone", "cat", "s3:bench/direct/up.bin"], env=env, check=True,
