@@ -91,8 +91,9 @@ pub struct S3Config {
     /// Bytes per multipart part, at least [`MIN_PART_SIZE`]. Objects smaller
     /// than this are one PutObject.
     pub upload_part_size: usize,
-    /// Parts in flight per upload. Memory per upload stays within
-    /// `upload_part_size * (upload_concurrency + 1)`.
+    /// Parts held per upload, the one being filled included (so at most
+    /// this many are in flight). Memory per upload stays within
+    /// `upload_part_size * upload_concurrency`.
     pub upload_concurrency: usize,
     /// Time limit of one HTTP request attempt.
     pub request_timeout: Duration,

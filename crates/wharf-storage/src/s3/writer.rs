@@ -1,11 +1,11 @@
 //! Uploads: one PutObject for an object smaller than a part, otherwise a
 //! multipart upload with a bounded number of parts in flight.
 //!
-//! Memory per upload stays within `part_size * (concurrency + 1)`: the part
-//! being filled, plus at most `concurrency` parts in flight (the part that has
-//! just been filled waits for a free slot in place of the buffer). The
-//! multipart upload is created in the background together with the first
-//! part, so no write waits for it.
+//! Memory per upload stays within `part_size * concurrency` (SPEC: "part size
+//! x upload_concurrency plus a little"): the part being filled counts as one
+//! of the `concurrency` parts, so a new part starts filling only when at most
+//! `concurrency - 1` are in flight. The multipart upload is created in the
+//! background together with the first part, so no write waits for it.
 //!
 //! Nothing is visible until `finish` completes the upload. A failed, aborted
 //! or dropped writer aborts it: in-flight parts are cancelled first, then
@@ -159,6 +159,10 @@ impl S3Writer {
                 self.submit(part, reservation).await?;
                 continue;
             }
+            if self.buffer.is_empty() {
+                // The part about to fill takes one of the slots.
+                self.wait_for_a_free_slot().await?;
+            }
             let take = (self.part_size - self.buffer.len()).min(data.len());
             self.reserve(take);
             self.buffer.extend_from_slice(&data[..take]);
@@ -192,6 +196,22 @@ impl S3Writer {
         Ok(())
     }
 
+    /// Waits until fewer than `concurrency` parts are in flight.
+    async fn wait_for_a_free_slot(&mut self) -> Result<()> {
+        let concurrency = self.concurrency;
+        let Some(upload) = self.upload.as_mut() else {
+            return Ok(());
+        };
+        while upload.in_flight.len() >= concurrency {
+            // Handles stay in the list while awaited, so a cancelled write
+            // leaves them for the abort to cancel.
+            let (result, index, _) = futures::future::select_all(upload.in_flight.iter_mut()).await;
+            drop(upload.in_flight.swap_remove(index));
+            upload.done.push(result.map_err(join_error)??);
+        }
+        Ok(())
+    }
+
     /// Starts uploading one part (creating the multipart upload first if
     /// needed), after waiting for a free slot.
     async fn submit(&mut self, part: Bytes, reservation: Reservation) -> Result<()> {
@@ -211,17 +231,10 @@ impl S3Writer {
                 done: Vec::new(),
             });
         }
-        let concurrency = self.concurrency;
+        self.wait_for_a_free_slot().await?;
         let Some(upload) = self.upload.as_mut() else {
             return Err(Error::internal("no upload"));
         };
-        while upload.in_flight.len() >= concurrency {
-            // Handles stay in the list while awaited, so a cancelled write
-            // leaves them for the abort to cancel.
-            let (result, index, _) = futures::future::select_all(upload.in_flight.iter_mut()).await;
-            drop(upload.in_flight.swap_remove(index));
-            upload.done.push(result.map_err(join_error)??);
-        }
         if upload.next_part > MAX_PARTS {
             return Err(Error::new(
                 ErrorKind::NoSpace,
