@@ -119,6 +119,14 @@ Subsystem sftp internal-sftp -d {store}
     return proc, port
 
 
+def write_random(path, mib):
+    """Writes `mib` MiB of incompressible data (one random MiB repeated)."""
+    with open(path, "wb") as f:
+        chunk = os.urandom(1 << 20)
+        for _ in range(mib):
+            f.write(chunk)
+
+
 def sftp(port, user, key, batch, cipher="aes128-gcm@openssh.com", extra=()):
     """Runs one `sftp -b -` session and returns its wall time in seconds."""
     cmd = ["sftp", "-q", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import time
 
-from common import Processes, build_wharf, free_port, keygen, start_wharf
+from common import Processes, build_wharf, free_port, keygen, start_wharf, write_random
 
 
 def curl(args):
@@ -104,10 +104,7 @@ root = "{store}"
 ''', users=[(["bench", "--password-stdin", "--home-directory-mapping", "/=/bench"], "bench-pw\n")])
         vsftpd_port = start_vsftpd(procs, work, cert, key)
         src = os.path.join(work, "src.bin")
-        with open(src, "wb") as f:
-            chunk = os.urandom(1 << 20)
-            for _ in range(args.size_mib):
-                f.write(chunk)
+        write_random(src, args.size_mib)
         size = args.size_mib << 20
         targets = {
             "wharf": (["--user", "bench:bench-pw"], f"ftp://127.0.0.1:{ports['FTPS']}/up.bin"),

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, Processes, build_wharf, free_port, keygen, rss_kib, sftp, start_wharf
+from common import ROOT, Processes, build_wharf, free_port, keygen, rss_kib, sftp, start_wharf, write_random
 
 AK, SK = "benchaccesskey", "benchsecretkey123"
 VENV_PYTHON = os.path.join(ROOT, ".venv/bin/python3")
@@ -101,10 +101,7 @@ def throughput(args, binary, work, key, public, procs):
     wait_http(port)
     endpoint = f"http://127.0.0.1:{port}"
     src = os.path.join(work, "src.bin")
-    with open(src, "wb") as f:
-        chunk = os.urandom(1 << 20)
-        for _ in range(args.size_mib):
-            f.write(chunk)
+    write_random(src, args.size_mib)
     size = args.size_mib << 20
     _, ports = start_wharf(procs, binary, os.path.join(work, "w1"), wharf_s3_config(endpoint, "bench"),
                            users=[["bench", "--ssh-key", public, "--home-directory-mapping", "/=/s3/wharf"]])
@@ -141,10 +138,7 @@ def throughput(args, binary, work, key, public, procs):
 def upload_rss(binary, work, key, public, procs, endpoint, mib):
     """Peak RSS growth of a fresh wharf during one large upload."""
     src = os.path.join(work, "big.bin")
-    with open(src, "wb") as f:
-        chunk = os.urandom(1 << 20)
-        for _ in range(mib):
-            f.write(chunk)
+    write_random(src, mib)
     proc, ports = start_wharf(procs, binary, os.path.join(work, "w2"), wharf_s3_config(endpoint, "bench"),
                               users=[["bench", "--ssh-key", public, "--home-directory-mapping", "/=/s3/rss"]])
     sftp(ports["SFTP"], "bench", key, "ls /\n")

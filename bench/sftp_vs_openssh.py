@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 
-from common import Processes, build_wharf, descendants, keygen, rss_kib, sftp, start_sshd, start_wharf
+from common import Processes, build_wharf, descendants, keygen, rss_kib, sftp, start_sshd, start_wharf, write_random
 
 
 def idle_rss(server_pid, port, user, key, sessions, with_children):
@@ -67,10 +67,7 @@ def main():
     key = keygen(os.path.join(work, "client"))
     keygen(os.path.join(work, "hostkey"))
     src = os.path.join(work, "src.bin")
-    with open(src, "wb") as f:
-        chunk = os.urandom(1 << 20)
-        for _ in range(args.size_mib):
-            f.write(chunk)
+    write_random(src, args.size_mib)
     size = args.size_mib << 20
     procs = Processes()
     try:

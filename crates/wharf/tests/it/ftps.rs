@@ -15,21 +15,10 @@ fn curl(args: &[&str], dir: &Path) -> std::process::Output {
         .unwrap()
 }
 
-fn with_protocols(extra: &str) -> Wharf {
-    let wharf = prepare(extra);
-    wharf.add_user(
-        "alice",
-        Some("alice-pw"),
-        &["--home-directory-mapping", "/=/default/alice"],
-    );
-    wharf.start()
-}
-
 #[test]
 fn the_same_user_reaches_the_same_files_over_sftp_and_ftps() {
-    let wharf = with_protocols(
-        "[protocols.ftps]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"41000-41100\"\n",
-    );
+    let wharf =
+        with_alice("[protocols.ftps]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"41000-41100\"\n");
     let dir = wharf.dir.path();
     let ftps = wharf.ftps.unwrap();
     let base = format!("ftp://127.0.0.1:{}/", ftps.port());
@@ -97,7 +86,7 @@ fn the_same_user_reaches_the_same_files_over_sftp_and_ftps() {
 
 #[test]
 fn lftp_over_ftps_and_curl_over_plain_ftp() {
-    let wharf = with_protocols(
+    let wharf = with_alice(
         "[protocols.ftps]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"41200-41300\"\n[protocols.ftp]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"41301-41400\"\n",
     );
     assert!(

@@ -24,6 +24,18 @@ pub fn prepare(extra: &str) -> Wharf {
     Wharf::prepare(binary(), &basic_config(extra))
 }
 
+/// `prepare(extra)` with the user alice (password `alice-pw`, LOGICAL home
+/// `/` -> `/default/alice`), started.
+pub fn with_alice(extra: &str) -> Wharf {
+    let wharf = prepare(extra);
+    wharf.add_user(
+        "alice",
+        Some("alice-pw"),
+        &["--home-directory-mapping", "/=/default/alice"],
+    );
+    wharf.start()
+}
+
 pub fn py(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/it/py")

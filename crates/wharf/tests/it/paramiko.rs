@@ -22,32 +22,22 @@ fn run(wharf: &Wharf, checks: &[&str]) {
     }
 }
 
-fn alice(extra: &str) -> Wharf {
-    let wharf = prepare(extra);
-    wharf.add_user(
-        "alice",
-        Some("alice-pw"),
-        &["--home-directory-mapping", "/=/default/alice"],
-    );
-    wharf.start()
-}
-
 #[test]
 fn files_attributes_renames_and_errors() {
-    let wharf = alice("");
+    let wharf = with_alice("");
     run(&wharf, &["files", "attributes", "renames", "errors"]);
     wharf.wait_for_log("SETSTAT", |l| l["activity-type"] == "SETSTAT");
 }
 
 #[test]
 fn concurrent_requests_on_one_session() {
-    let wharf = alice("");
+    let wharf = with_alice("");
     run(&wharf, &["concurrency", "flood"]);
 }
 
 #[test]
 fn malformed_packets_close_only_their_channel() {
-    let wharf = alice("");
+    let wharf = with_alice("");
     run(&wharf, &["malformed"]);
     wharf.wait_for_log("protocol ERROR", |l| {
         l["activity-type"] == "ERROR" && l["message"] == "SFTP protocol error; channel closed"
