@@ -1,5 +1,5 @@
-//! The FTP and FTPS front-end: libunftp with our own `StorageBackend` and
-//! `Authenticator`.
+//! The FTP and FTPS front-end: our own control and data channels over the
+//! gateway.
 //!
 //! A login goes through the [`Gateway`](wharf_session::Gateway) (protocol
 //! FTPS or FTP, the client's real address); every file operation goes
@@ -9,26 +9,28 @@
 //! TLS (PROT P) and, with [`Resumption::Enforced`], must resume the control
 //! connection's TLS session. rustls runs on the aws-lc-rs provider only.
 //!
+//! Modules: `server` (accept loop), `session` (the command interpreter of
+//! one control connection), `control` (its line reader and AUTH TLS),
+//! `data` (passive ports, data TLS, the transfers), `listing` (LIST/MLSD
+//! lines), `reply` (replies, and `vfs::ErrorKind` to reply codes), `tls`
+//! (certificates and per-connection rustls configurations), `auth` (logins).
+//!
 //! Architecture invariants:
 //! - No storage, no policy: the only road to bytes is `UserFs`.
 //! - FTP reply vocabulary lives here, and `vfs::ErrorKind` becomes a reply
 //!   in one exhaustive `match` (`reply.rs`).
-//!
-//! What libunftp 0.24 cannot do, and what this crate does about it, is in
-//! the module docs of `server`, `tls` and `backend`: no listening on a
-//! pre-bound socket (our accept loop, one libunftp server per connection),
-//! no resumption enforcement (counted in rustls hooks), PROT P checked on
-//! PASV only (checked again per transfer), listings as whole `Vec`s
-//! (bounded at [`MAX_LISTING_ENTRIES`]), sessions always starting at `/`.
+//! - Listings stream page by page (`data::LIST_PAGE` entries at a time):
+//!   memory does not grow with the size of a directory.
 
 mod auth;
-mod backend;
-mod log;
+mod control;
+mod data;
+mod listing;
 mod reply;
 mod server;
+mod session;
 mod tls;
 
-pub use backend::MAX_LISTING_ENTRIES;
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub use server::{FtpConfig, FtpServer};
 pub use tls::{Resumption, TlsConfig, load_pem, self_signed_certificate};

@@ -1,70 +1,105 @@
-//! The one place where virtual filesystem errors become FTP replies.
+//! FTP replies, and the one place where virtual filesystem errors become
+//! reply codes.
 //!
-//! libunftp turns a storage error kind into a fixed reply (code and text):
-//! the kinds chosen here decide what clients see. Our messages go to the
-//! activity log, never to the client (under LOGICAL mappings they could name
-//! store keys).
+//! Our error messages go to the activity log, never to the client (under
+//! LOGICAL mappings they could name store keys): the client gets the code
+//! and a fixed text per kind.
 
-use unftp_core::storage::{Error as FtpError, ErrorKind as FtpKind};
 use wharf_vfs::{Error, ErrorKind};
 
-/// The libunftp error kind of a virtual filesystem error, and so its reply.
-pub(crate) fn kind_for(kind: ErrorKind) -> FtpKind {
-    match kind {
-        // 550 File not found
-        ErrorKind::NotFound => FtpKind::PermanentFileNotAvailable,
-        // 550 File not found (MKD of an existing name, RNTO onto one)
-        ErrorKind::AlreadyExists => FtpKind::PermanentFileNotAvailable,
-        // 550 Directory not found
-        ErrorKind::NotADirectory => FtpKind::PermanentDirectoryNotAvailable,
-        // 550 File not found (RETR or DELE of a directory)
-        ErrorKind::IsADirectory => FtpKind::PermanentFileNotAvailable,
-        // 550 Directory not empty
-        ErrorKind::DirectoryNotEmpty => FtpKind::PermanentDirectoryNotEmpty,
-        // 550 Permission denied
-        ErrorKind::PermissionDenied => FtpKind::PermissionDenied,
-        // 553 File name not allowed
-        ErrorKind::InvalidPath => FtpKind::FileNameNotAllowedError,
-        // 502 Command not implemented (APPE, REST + STOR, ...)
-        ErrorKind::Unsupported => FtpKind::CommandNotImplemented,
-        // 452 Insufficient storage space
-        ErrorKind::NoSpace => FtpKind::InsufficientStorageSpaceError,
-        // 450: the store is unreachable, a retry may work
-        ErrorKind::Unavailable => FtpKind::TransientFileNotAvailable,
-        // 451 Local error
-        ErrorKind::Internal => FtpKind::LocalError,
+/// One reply: a code and one or more lines of text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Reply {
+    pub(crate) code: u16,
+    pub(crate) text: String,
+}
+
+impl Reply {
+    pub(crate) fn new(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            text: text.into(),
+        }
+    }
+
+    /// The reply on the wire. Multi-line text becomes `CODE-first`,
+    /// ` middle` lines and `CODE last`; CR and LF inside a line never reach
+    /// the wire as such (a file name cannot inject a reply).
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let lines: Vec<&str> = self.text.split('\n').collect();
+        let last = lines.len() - 1;
+        for (i, line) in lines.iter().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if i == last {
+                out.extend_from_slice(format!("{} ", self.code).as_bytes());
+            } else if i == 0 {
+                out.extend_from_slice(format!("{}-", self.code).as_bytes());
+            } else {
+                out.push(b' ');
+            }
+            out.extend(line.bytes().map(|b| if b == b'\r' { b' ' } else { b }));
+            out.extend_from_slice(b"\r\n");
+        }
     }
 }
 
-/// A virtual filesystem error as libunftp's storage error.
-pub(crate) fn to_ftp(error: Error) -> FtpError {
-    FtpError::new(kind_for(error.kind), error)
+/// The reply for a virtual filesystem error.
+pub(crate) fn for_error(error: &Error) -> Reply {
+    let (code, text) = match error.kind {
+        ErrorKind::NotFound => (550, "No such file or directory."),
+        ErrorKind::AlreadyExists => (550, "File exists."),
+        ErrorKind::NotADirectory => (550, "Not a directory."),
+        ErrorKind::IsADirectory => (550, "Is a directory."),
+        ErrorKind::DirectoryNotEmpty => (550, "Directory not empty."),
+        ErrorKind::PermissionDenied => (550, "Permission denied."),
+        ErrorKind::InvalidPath => (553, "File name not allowed."),
+        ErrorKind::Unsupported => (502, "Not supported by this server."),
+        ErrorKind::NoSpace => (452, "Insufficient storage space."),
+        ErrorKind::Unavailable => (450, "Storage temporarily unavailable, try again."),
+        ErrorKind::Internal => (451, "Local error in processing."),
+    };
+    Reply::new(code, text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn code(kind: ErrorKind) -> String {
-        kind_for(kind).to_string()[..3].to_owned()
-    }
-
     #[test]
     fn reply_codes() {
         for (kind, expected) in [
-            (ErrorKind::NotFound, "550"),
-            (ErrorKind::AlreadyExists, "550"),
-            (ErrorKind::NotADirectory, "550"),
-            (ErrorKind::IsADirectory, "550"),
-            (ErrorKind::DirectoryNotEmpty, "550"),
-            (ErrorKind::PermissionDenied, "550"),
-            (ErrorKind::InvalidPath, "553"),
-            (ErrorKind::Unsupported, "502"),
-            (ErrorKind::NoSpace, "452"),
-            (ErrorKind::Unavailable, "450"),
-            (ErrorKind::Internal, "451"),
+            (ErrorKind::NotFound, 550),
+            (ErrorKind::AlreadyExists, 550),
+            (ErrorKind::NotADirectory, 550),
+            (ErrorKind::IsADirectory, 550),
+            (ErrorKind::DirectoryNotEmpty, 550),
+            (ErrorKind::PermissionDenied, 550),
+            (ErrorKind::InvalidPath, 553),
+            (ErrorKind::Unsupported, 502),
+            (ErrorKind::NoSpace, 452),
+            (ErrorKind::Unavailable, 450),
+            (ErrorKind::Internal, 451),
         ] {
-            assert_eq!(code(kind), expected, "{kind:?}");
+            let reply = for_error(&Error::new(kind, "the store's own words"));
+            assert_eq!(reply.code, expected, "{kind:?}");
+            assert!(!reply.text.contains("store"), "{kind:?}");
         }
+    }
+
+    fn wire(reply: Reply) -> String {
+        let mut out = Vec::new();
+        reply.encode(&mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    #[test]
+    fn single_and_multi_line_replies() {
+        assert_eq!(wire(Reply::new(200, "OK")), "200 OK\r\n");
+        assert_eq!(
+            wire(Reply::new(211, "Features:\nUTF8\nEnd")),
+            "211-Features:\r\n UTF8\r\n211 End\r\n"
+        );
+        // A CR in a name cannot end the line early.
+        assert_eq!(wire(Reply::new(257, "\"/a\rb\"")), "257 \"/a b\"\r\n");
     }
 }

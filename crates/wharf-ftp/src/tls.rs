@@ -1,48 +1,35 @@
-//! FTPS: certificates, the per-connection rustls configuration, and how a
-//! data connection is checked against its control connection.
+//! FTPS: certificates, and the rustls configurations of one control
+//! connection and its data connections.
 //!
-//! libunftp uses one rustls `ServerConfig` for the control channel and for
-//! every data channel of a session, and never tells the storage backend how
-//! a data connection was secured. So each control connection gets its own
-//! `ServerConfig` (sharing the parsed certificate and key), whose hooks count
-//! what happens during its handshakes:
-//!
-//! - the certificate resolver runs on every handshake, full or resumed;
-//! - the signing key signs only in a full handshake (a resumed one proves
-//!   possession of the session secret instead).
-//!
-//! Each PASV/EPSV goes through our `Binder` (see `server.rs`), which takes a
-//! snapshot of the counts; the passive listener accepts one connection, and
-//! libunftp completes that connection's handshake before it calls the
-//! backend for the transfer. So at the start of a transfer the backend can
-//! tell whether its data connection was TLS at all (a handshake since the
-//! PASV) and whether it resumed (no signature since the PASV). The session
-//! cache and ticket keys are per control connection too, so "resumed" means
-//! "resumed this control connection's session", not any session of the
-//! server.
+//! Each control connection gets two `ServerConfig`s (sharing the parsed
+//! certificate and key): one for itself and one for its data connections.
+//! Both share a session cache and ticket keys of their own, made for this
+//! control connection, so a data connection whose handshake rustls reports
+//! as resumed resumed *this* control connection's session, not any session
+//! of the server: that is what `tls_session_resumption = "enforced"` checks
+//! (see `data.rs`).
 //!
 //! Only the control connection issues session tickets. Data connections
 //! resume with the control connection's ticket; a fresh TLS 1.3 ticket on a
 //! data connection is a post-handshake message that an uploading client
 //! never reads, and closing a socket with unread data sends a reset, which
 //! makes the server's kernel drop the end of the upload (curl loses uploads
-//! that way: curl/curl#6149). libunftp avoids it by turning TLS 1.3 off; this
+//! that way: curl/curl#6149). Other servers turn TLS 1.3 off for this; this
 //! keeps TLS 1.3.
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
+use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, SubjectPublicKeyInfoDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{
     ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, StoresServerSessions,
 };
-use rustls::sign::{CertifiedKey, Signer, SigningKey};
-use rustls::{ServerConfig, SignatureAlgorithm, SignatureScheme};
+use rustls::sign::CertifiedKey;
 
 /// `tls_session_resumption`: what data connections must do about the
 /// control connection's TLS session (AWS `TlsSessionResumptionMode`).
@@ -142,8 +129,7 @@ pub fn self_signed_certificate(names: &[String]) -> Result<(String, String), Str
 /// The server-wide part of FTPS: parsed once in `FtpServer::new`.
 pub(crate) struct TlsMaterial {
     provider: Arc<CryptoProvider>,
-    chain: Vec<CertificateDer<'static>>,
-    key: Arc<dyn SigningKey>,
+    key: Arc<CertifiedKey>,
     pub(crate) resumption: Resumption,
 }
 
@@ -158,6 +144,13 @@ impl std::fmt::Debug for TlsMaterial {
 /// Session IDs one control connection keeps for its data connections.
 const SESSION_CACHE_ENTRIES: usize = 16;
 
+/// The rustls configurations of one control connection.
+pub(crate) struct ConnectionTls {
+    pub(crate) control: Arc<ServerConfig>,
+    pub(crate) data: Arc<ServerConfig>,
+    pub(crate) resumption: Resumption,
+}
+
 impl TlsMaterial {
     pub(crate) fn new(config: TlsConfig) -> Result<TlsMaterial, String> {
         // aws-lc-rs only: the provider is named here rather than taken from
@@ -167,190 +160,89 @@ impl TlsMaterial {
         if config.certificate_chain.is_empty() {
             return Err("the certificate chain is empty".to_owned());
         }
-        let key = provider
+        let signing = provider
             .key_provider
             .load_private_key(config.private_key)
             .map_err(|e| format!("unusable private key: {e}"))?;
-        let certified = CertifiedKey::new(config.certificate_chain.clone(), key.clone());
-        certified
-            .keys_match()
+        let key = CertifiedKey::new(config.certificate_chain, signing);
+        key.keys_match()
             .map_err(|e| format!("the private key does not match the certificate: {e}"))?;
         Ok(TlsMaterial {
             provider,
-            chain: config.certificate_chain,
-            key,
+            key: Arc::new(key),
             resumption: config.session_resumption,
         })
     }
 
-    /// The rustls configuration of one control connection and its data
-    /// connections, reporting its handshakes to `counters`.
-    pub(crate) fn connection_config(
-        &self,
-        counters: Arc<HandshakeCounters>,
-    ) -> Result<Arc<ServerConfig>, String> {
-        let key: Arc<dyn SigningKey> = Arc::new(CountingKey {
-            inner: self.key.clone(),
-            counters: counters.clone(),
-        });
-        let resolver = Arc::new(CountingResolver {
-            key: Arc::new(CertifiedKey::new(self.chain.clone(), key)),
-            counters: counters.clone(),
-        });
-        let mut config = ServerConfig::builder_with_provider(self.provider.clone())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| e.to_string())?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver);
+    /// The configurations of one new control connection and its data
+    /// connections, with a session cache and ticket keys of their own.
+    pub(crate) fn for_connection(&self) -> Result<ConnectionTls, String> {
+        let builder = || -> Result<ServerConfig, String> {
+            Ok(ServerConfig::builder_with_provider(self.provider.clone())
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .map_err(|e| e.to_string())?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(OneCertificate(self.key.clone()))))
+        };
+        let mut control = builder()?;
+        let mut data = builder()?;
         match self.resumption {
             Resumption::Enforced | Resumption::Enabled => {
-                config.session_storage = Arc::new(SessionCache::default());
-                config.ticketer = Arc::new(ControlTickets {
-                    inner: rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?,
-                    counters: counters.clone(),
-                });
+                let sessions = Arc::new(SessionCache::default());
+                let tickets: Arc<dyn ProducesTickets> =
+                    rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
+                control.session_storage = sessions.clone();
+                control.ticketer = tickets.clone();
+                data.session_storage = sessions;
+                data.ticketer = Arc::new(AcceptTicketsOnly(tickets));
+                data.send_tls13_tickets = 0;
             }
             Resumption::Disabled => {
-                config.session_storage = Arc::new(NoServerSessionStorage {});
-                config.send_tls13_tickets = 0;
+                for config in [&mut control, &mut data] {
+                    config.session_storage = Arc::new(NoServerSessionStorage {});
+                    config.send_tls13_tickets = 0;
+                }
             }
         }
-        Ok(Arc::new(config))
-    }
-}
-
-/// What the TLS hooks of one control connection have seen.
-#[derive(Debug, Default)]
-pub(crate) struct HandshakeCounters {
-    /// Handshakes started (the certificate resolver runs in every one).
-    handshakes: AtomicU64,
-    /// Full handshakes (the server signed).
-    full: AtomicU64,
-    /// The counts at the last PASV/EPSV.
-    passive: Mutex<(u64, u64)>,
-    /// Set at the first PASV/EPSV: from then on handshakes are data
-    /// connections.
-    data_started: AtomicBool,
-}
-
-/// How the data connection of the transfer now starting was secured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DataChannel {
-    Tls { resumed: bool },
-    Plain,
-}
-
-impl HandshakeCounters {
-    fn now(&self) -> (u64, u64) {
-        (
-            self.handshakes.load(Ordering::SeqCst),
-            self.full.load(Ordering::SeqCst),
-        )
-    }
-
-    /// A new passive data port: handshakes from now on are its connection's.
-    pub(crate) fn mark_passive(&self) {
-        self.data_started.store(true, Ordering::SeqCst);
-        *self.passive.lock() = self.now();
-    }
-
-    /// How the data connection of the transfer now starting was secured.
-    /// Each passive port serves one transfer, so asking also ends it.
-    pub(crate) fn take_data_channel(&self) -> DataChannel {
-        let now = self.now();
-        let before = std::mem::replace(&mut *self.passive.lock(), now);
-        if now.0 == before.0 {
-            DataChannel::Plain
-        } else {
-            DataChannel::Tls {
-                resumed: now.1 == before.1,
-            }
-        }
+        Ok(ConnectionTls {
+            control: Arc::new(control),
+            data: Arc::new(data),
+            resumption: self.resumption,
+        })
     }
 }
 
 #[derive(Debug)]
-struct CountingResolver {
-    key: Arc<CertifiedKey>,
-    counters: Arc<HandshakeCounters>,
-}
+struct OneCertificate(Arc<CertifiedKey>);
 
-impl ResolvesServerCert for CountingResolver {
+impl ResolvesServerCert for OneCertificate {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.counters.handshakes.fetch_add(1, Ordering::SeqCst);
-        Some(self.key.clone())
+        Some(self.0.clone())
     }
 }
 
+/// The control connection's tickets on a data connection: accepted, never
+/// issued (see the module docs).
 #[derive(Debug)]
-struct CountingKey {
-    inner: Arc<dyn SigningKey>,
-    counters: Arc<HandshakeCounters>,
-}
+struct AcceptTicketsOnly(Arc<dyn ProducesTickets>);
 
-impl SigningKey for CountingKey {
-    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
-        let inner = self.inner.choose_scheme(offered)?;
-        Some(Box::new(CountingSigner {
-            inner,
-            counters: self.counters.clone(),
-        }))
-    }
-
-    fn public_key(&self) -> Option<SubjectPublicKeyInfoDer<'_>> {
-        self.inner.public_key()
-    }
-
-    fn algorithm(&self) -> SignatureAlgorithm {
-        self.inner.algorithm()
-    }
-}
-
-#[derive(Debug)]
-struct CountingSigner {
-    inner: Box<dyn Signer>,
-    counters: Arc<HandshakeCounters>,
-}
-
-impl Signer for CountingSigner {
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, rustls::Error> {
-        self.counters.full.fetch_add(1, Ordering::SeqCst);
-        self.inner.sign(message)
-    }
-
-    fn scheme(&self) -> SignatureScheme {
-        self.inner.scheme()
-    }
-}
-
-/// The session tickets of one control connection: issued on the control
-/// connection only (see the module docs), accepted on its data connections.
-#[derive(Debug)]
-struct ControlTickets {
-    inner: Arc<dyn ProducesTickets>,
-    counters: Arc<HandshakeCounters>,
-}
-
-impl ProducesTickets for ControlTickets {
+impl ProducesTickets for AcceptTicketsOnly {
     fn enabled(&self) -> bool {
         true
     }
 
     fn lifetime(&self) -> u32 {
-        self.inner.lifetime()
+        self.0.lifetime()
     }
 
-    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
         // None: no ticket in TLS 1.3, an empty one in TLS 1.2 ("the server
         // changed its mind", RFC 5077 3.3; clients keep the one they have).
-        if self.counters.data_started.load(Ordering::SeqCst) {
-            return None;
-        }
-        self.inner.encrypt(plain)
+        None
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        self.inner.decrypt(cipher)
+        self.0.decrypt(cipher)
     }
 }
 
@@ -401,10 +293,23 @@ mod tests {
             self_signed_certificate(&["localhost".into(), "127.0.0.1".into()]).unwrap();
         let tls = TlsConfig::from_pem(&cert, &key).unwrap();
         assert_eq!(tls.certificate_chain.len(), 1);
-        let material = TlsMaterial::new(tls).unwrap();
-        material
-            .connection_config(Arc::new(HandshakeCounters::default()))
-            .unwrap();
+        TlsMaterial::new(tls).unwrap();
+        for resumption in [
+            Resumption::Enforced,
+            Resumption::Enabled,
+            Resumption::Disabled,
+        ] {
+            let material = TlsMaterial {
+                resumption,
+                ..TlsMaterial::new(TlsConfig::from_pem(&cert, &key).unwrap()).unwrap()
+            };
+            let tls = material.for_connection().unwrap();
+            assert_eq!(tls.data.send_tls13_tickets, 0);
+            assert_eq!(
+                tls.control.send_tls13_tickets != 0,
+                resumption != Resumption::Disabled
+            );
+        }
     }
 
     #[test]
@@ -415,33 +320,6 @@ mod tests {
         assert!(error.contains("does not match"), "{error}");
         assert!(TlsConfig::from_pem("", &other_key).is_err());
         assert!(TlsConfig::from_pem(&cert, "nonsense").is_err());
-    }
-
-    #[test]
-    fn counters_tell_data_channels_apart() {
-        let c = HandshakeCounters::default();
-        let handshake = |full: bool| {
-            c.handshakes.fetch_add(1, Ordering::SeqCst);
-            if full {
-                c.full.fetch_add(1, Ordering::SeqCst);
-            }
-        };
-        // AUTH TLS: a full handshake.
-        handshake(true);
-        c.mark_passive();
-        assert_eq!(c.take_data_channel(), DataChannel::Plain);
-        c.mark_passive();
-        handshake(false);
-        assert_eq!(c.take_data_channel(), DataChannel::Tls { resumed: true });
-        c.mark_passive();
-        handshake(true);
-        assert_eq!(c.take_data_channel(), DataChannel::Tls { resumed: false });
-        // A handshake that never reached a transfer (it failed) does not
-        // count for the next passive port.
-        c.mark_passive();
-        handshake(false);
-        c.mark_passive();
-        assert_eq!(c.take_data_channel(), DataChannel::Plain);
     }
 
     #[test]

@@ -131,8 +131,9 @@ fn user(name: &str, policy: Option<Value>) -> NewUser {
 }
 
 /// A gateway over a filesystem store in a tempdir with the users `alice`
-/// and `bob` (chrooted to /default/NAME) and `carol` (also, but her session
-/// policy denies deletes), and an FTP(S) server on 127.0.0.1:0.
+/// and `bob` (chrooted to /default/NAME), `carol` (also, but her session
+/// policy denies deletes) and `dave` (PATH home /default/dave), and an
+/// FTP(S) server on 127.0.0.1:0.
 async fn start(mode: Mode) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store_root = dir.path().join("default");
@@ -150,6 +151,15 @@ async fn start(mode: Mode) -> Fixture {
         ]
     });
     users.add(&user("carol", Some(no_delete))).await.unwrap();
+    users
+        .add(&NewUser {
+            home_directory_type: "PATH".into(),
+            home_directory: Some("/default/dave".into()),
+            home_directory_details: None,
+            ..user("dave", None)
+        })
+        .await
+        .unwrap();
     let lines = Lines::default();
     let mut stores = BTreeMap::new();
     stores.insert(
@@ -277,8 +287,7 @@ class ReusingFTP_TLS(ftplib.FTP_TLS):
 
 def store(f, cmd, fp, rest=None):
     """storbinary, except that a missing TLS close_notify from the server
-    after the upload is not an error: libunftp drops the data connection
-    after STOR without sending its own (ours was sent, and the 226 follows)."""
+    after the upload is not an error (the server may close first)."""
     f.voidcmd("TYPE I")
     with f.transfercmd(cmd, rest) as conn:
         while True:
@@ -459,24 +468,19 @@ f.connect("127.0.0.1", PORT)
 user_first = code(lambda: f.sendcmd("USER alice"))
 f.close()
 
-# PROT C: PASV is refused...
+# PROT C: no passive port, no transfer.
 f = tls()
 f.prot_c()
 pasv = code(lambda: f.sendcmd("PASV"))
-# ...and a clear data connection through EPSV gets no data.
-s = epsv(f)
-f.putcmd("RETR file.txt")
-prelim = f.getresp()
-data = s.recv(100)
-s.close()
-final = code(lambda: f.voidresp())
+epsv_clear = code(lambda: f.sendcmd("EPSV"))
+retr_clear = code(lambda: f.sendcmd("RETR file.txt"))
 # PROT P again: the same download works.
 f.prot_p()
 ok = retr(f, "file.txt").decode()
 # CCC cannot downgrade the control channel.
 ccc = code(lambda: f.sendcmd("CCC"))
 f.quit()
-done(user_first=user_first, pasv=pasv, prelim=prelim[:3], data=data.decode(), final=final, ok=ok, ccc=ccc)
+done(user_first=user_first, pasv=pasv, epsv_clear=epsv_clear, retr_clear=retr_clear, ok=ok, ccc=ccc)
 "#,
     )
     .await
@@ -484,9 +488,8 @@ done(user_first=user_first, pasv=pasv, prelim=prelim[:3], data=data.decode(), fi
     .json();
     assert_eq!(out["user_first"], "534", "{out}");
     assert_eq!(out["pasv"], "534", "{out}");
-    assert_eq!(out["prelim"], "150", "{out}");
-    assert_eq!(out["data"], "", "{out}");
-    assert_eq!(out["final"], "550", "{out}");
+    assert_eq!(out["epsv_clear"], "534", "{out}");
+    assert_eq!(out["retr_clear"], "534", "{out}");
     assert_eq!(out["ok"], "secret", "{out}");
     assert_eq!(out["ccc"], "534", "{out}");
     let refused = fx.lines.of("ERROR");
@@ -665,9 +668,10 @@ done(mkd=mkd, again=again, not_empty=not_empty, rmd=rmd, rmd_missing=rmd_missing
     .await
     .ok()
     .json();
-    // libunftp does not quote the path (RFC 959 says `257 "/newdir"`).
-    assert!(out["mkd"].as_str().unwrap().starts_with("257 "), "{out}");
-    assert!(out["mkd"].as_str().unwrap().contains("/newdir"), "{out}");
+    assert!(
+        out["mkd"].as_str().unwrap().starts_with("257 \"/newdir\""),
+        "{out}"
+    );
     assert_eq!(out["again"], "550");
     assert_eq!(out["not_empty"], "550");
     assert!(out["rmd"].as_str().unwrap().starts_with("250"), "{out}");
@@ -697,22 +701,15 @@ async fn append_and_upload_restart_are_refused() {
     let out = python(
         &fx,
         r#"
-def refused_upload(cmd, rest=None):
-    f = tls()
-    conn = f.transfercmd(cmd, rest)
-    try:
-        conn.sendall(b"second\n")
-        conn.unwrap()
-    except (OSError, ssl.SSLError):
-        pass
-    conn.close()
-    result = code(lambda: f.voidresp())
-    f.quit()
-    return result
-
-appe = refused_upload("APPE log.txt")
-rest_stor = refused_upload("STOR log.txt", rest=3)
-done(appe=appe, rest_stor=rest_stor)
+f = tls()
+# Refused before any data connection is used.
+appe = code(lambda: f.transfercmd("APPE log.txt"))
+rest_stor = code(lambda: f.transfercmd("STOR log.txt", 3))
+appe_dir = code(lambda: f.transfercmd("APPE ."))
+# APPE to a new file creates it, as STOR would.
+new = store(f, "APPE new.txt", io.BytesIO(b"new\n"))[:3]
+f.quit()
+done(appe=appe, rest_stor=rest_stor, appe_dir=appe_dir, new=new)
 "#,
     )
     .await
@@ -720,7 +717,10 @@ done(appe=appe, rest_stor=rest_stor)
     .json();
     assert_eq!(out["appe"], "502", "{out}");
     assert_eq!(out["rest_stor"], "502", "{out}");
+    assert_eq!(out["appe_dir"], "550", "{out}");
+    assert_eq!(out["new"], "226", "{out}");
     assert_eq!(std::fs::read(home.join("log.txt")).unwrap(), b"first\n");
+    assert_eq!(std::fs::read(home.join("new.txt")).unwrap(), b"new\n");
     fx.stop().await;
 }
 
@@ -1150,11 +1150,16 @@ async fn shutdown_closes_idle_sessions() {
 f = tls()
 print("ready", flush=True)
 f.sock.settimeout(30)
+got = b""
 try:
-    closed = f.sock.recv(100) == b""
+    while True:
+        chunk = f.sock.recv(100)
+        if not chunk:
+            break
+        got += chunk
 except OSError:
-    closed = True
-done(closed=closed)
+    pass
+done(closed=True, reply=got.decode()[:3])
 "#;
     let mut client = tokio::process::Command::new("python3")
         .arg("-c")
@@ -1183,7 +1188,8 @@ done(closed=closed)
         .unwrap()
         .unwrap()
         .unwrap();
-    assert_eq!(result, r#"{"closed": true}"#);
+    // 421, then the connection closes.
+    assert_eq!(result, r#"{"closed": true, "reply": "421"}"#);
     let status = tokio::time::timeout(DEADLINE, client.wait())
         .await
         .unwrap()
@@ -1205,8 +1211,7 @@ async fn a_failed_data_handshake_does_not_open_the_clear_channel() {
         r#"
 f = tls()
 # A data connection whose TLS handshake starts (a real ClientHello) and then
-# breaks off. libunftp's data task panics on the failed accept; the RETR never
-# gets its final reply.
+# breaks off: 425, and the session goes on.
 s = epsv(f)
 f.putcmd("RETR file.txt")
 first = f.getresp()[:3]
@@ -1219,25 +1224,25 @@ except ssl.SSLWantReadError:
 s.sendall(outgoing.read())
 s.recv(1)  # the server answered the hello
 s.close()
-# Then a clear data connection: refused, the broken handshake does not count.
-f.prot_c()
-s = epsv(f)
-f.putcmd("RETR file.txt")
-second = f.getresp()[:3]
-data = s.recv(100)
-s.close()
-final = code(f.voidresp)
-done(first=first, second=second, data=data.decode(), final=final)
+first_final = code(f.voidresp)
+# Then the same download works.
+ok = retr(f, "file.txt").decode()
+f.quit()
+done(first=first, first_final=first_final, ok=ok)
 "#,
     )
     .await
     .ok()
     .json();
     assert_eq!(out["first"], "150", "{out}");
-    assert_eq!(out["second"], "150", "{out}");
-    assert_eq!(out["data"], "", "{out}");
-    assert_eq!(out["final"], "550", "{out}");
-    assert!(fx.lines.of("OPEN").is_empty());
+    assert_eq!(out["first_final"], "425", "{out}");
+    assert_eq!(out["ok"], "secret", "{out}");
+    // The file was opened for the broken transfer too, and closed partially.
+    assert_eq!(fx.lines.of("OPEN").len(), 2);
+    fx.lines
+        .wait_for("PARTIAL_CLOSE", |l| l["activity-type"] == "PARTIAL_CLOSE")
+        .await;
+    assert_eq!(fx.lines.of("CLOSE").len(), 1);
     fx.stop().await;
 }
 
@@ -1415,5 +1420,78 @@ async fn configuration_is_checked_and_pasv_announces_the_passive_address() {
     );
     shutdown.cancel();
     tokio::time::timeout(DEADLINE, task).await.unwrap().unwrap();
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn path_users_start_in_their_home_directory() {
+    let fx = start(Mode::Ftps(Resumption::Enforced)).await;
+    write_file(&fx.home("dave").join("mine.txt"), b"dave's");
+    let out = python(
+        &fx,
+        r#"
+f = tls(user="dave")
+pwd = f.pwd()
+names = f.nlst()
+mine = retr(f, "mine.txt").decode()
+store(f, "STOR up.txt", io.BytesIO(b"up"))
+f.cwd("/")
+root_pwd = f.pwd()
+f.quit()
+done(pwd=pwd, names=names, mine=mine, root_pwd=root_pwd)
+"#,
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(out["pwd"], "/default/dave", "{out}");
+    assert_eq!(out["names"], json!(["mine.txt"]), "{out}");
+    assert_eq!(out["mine"], "dave's", "{out}");
+    // PATH users see real paths, as over SFTP.
+    assert_eq!(out["root_pwd"], "/", "{out}");
+    assert_eq!(
+        std::fs::read(fx.home("dave").join("up.txt")).unwrap(),
+        b"up"
+    );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn huge_directories_list_whole() {
+    // More entries than the old in-memory cap (100,000), and many listing
+    // pages: every name arrives, in LIST, NLST and MLSD alike.
+    const FILES: usize = 100_005;
+    let fx = start(Mode::Ftps(Resumption::Enforced)).await;
+    let dir = fx.home("alice").join("many");
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..FILES {
+        std::fs::File::create(dir.join(format!("f{i:06}"))).unwrap();
+    }
+    let out = python(
+        &fx,
+        r#"
+f = tls()
+names = f.nlst("many")
+lines = []
+f.retrlines("LIST many", lines.append)
+facts = list(f.mlsd("many"))
+f.quit()
+done(names=len(names), distinct=len(set(names)), lines=len(lines), facts=len(facts),
+     last=max(names))
+"#,
+    )
+    .await
+    .ok()
+    .json();
+    assert_eq!(out["names"], FILES, "{out}");
+    assert_eq!(out["distinct"], FILES, "{out}");
+    assert_eq!(out["lines"], FILES, "{out}");
+    assert_eq!(out["facts"], FILES, "{out}");
+    assert_eq!(out["last"], format!("f{:06}", FILES - 1), "{out}");
+    assert!(
+        fx.lines.of("ERROR").is_empty(),
+        "{:?}",
+        fx.lines.of("ERROR")
+    );
     fx.stop().await;
 }

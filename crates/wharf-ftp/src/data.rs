@@ -1,0 +1,384 @@
+//! Data connections: passive ports, the TLS rules of FTPS, and the three
+//! kinds of transfer (a file out, a file in, a listing out).
+//!
+//! Passive only (PASV, EPSV), like AWS Transfer Family. A passive port
+//! accepts one connection, from the control connection's address only (so
+//! nobody else can steal the transfer). With FTPS the connection must then
+//! complete a TLS handshake (PROT P) and, with
+//! `tls_session_resumption = "enforced"`, resume the control connection's
+//! session (see [`crate::tls`]).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::RangeInclusive;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio_rustls::server::TlsStream;
+use wharf_vfs::{DirListing, FileReader, FileWriter};
+
+use crate::listing;
+
+/// Bytes per read from, and per write to, the store.
+const CHUNK: usize = 256 * 1024;
+/// Entries asked of the store per listing page, written before the next
+/// page is asked for.
+pub(crate) const LIST_PAGE: usize = 1000;
+/// How long a passive port waits for its connection, and a data TLS
+/// handshake may take.
+const DATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Ports tried per PASV before giving up (425).
+const PASSIVE_BIND_ATTEMPTS: u32 = 64;
+
+/// An open passive port.
+pub(crate) struct PassivePort {
+    listener: TcpListener,
+}
+
+impl PassivePort {
+    /// Binds a port of `ports` on `ip` (the control connection's local
+    /// address): consecutive ports from a random one, so a busy range still
+    /// finds its free ports.
+    pub(crate) fn bind(ip: IpAddr, ports: &RangeInclusive<u16>) -> io::Result<PassivePort> {
+        let (start, end) = (u32::from(*ports.start()), u32::from(*ports.end()));
+        let span = end - start + 1;
+        let first = rand::random_range(0..span);
+        let mut last_error = io::Error::new(io::ErrorKind::AddrInUse, "no passive port is free");
+        for i in 0..span.min(PASSIVE_BIND_ATTEMPTS) {
+            let Ok(port) = u16::try_from(start + (first + i) % span) else {
+                continue;
+            };
+            let socket = match ip {
+                IpAddr::V4(_) => TcpSocket::new_v4()?,
+                IpAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            if let Err(error) = socket.bind(SocketAddr::new(ip, port)) {
+                last_error = error;
+                continue;
+            }
+            match socket.listen(1) {
+                Ok(listener) => return Ok(PassivePort { listener }),
+                Err(error) => last_error = error,
+            }
+        }
+        tracing::warn!(%ip, "no free passive port in {start}-{end}: {last_error}");
+        Err(last_error)
+    }
+
+    pub(crate) fn port(&self) -> io::Result<u16> {
+        Ok(self.listener.local_addr()?.port())
+    }
+
+    /// The data connection, from `client` only: a connection from any other
+    /// address is closed and the wait goes on.
+    pub(crate) async fn accept(self, client: IpAddr) -> Result<TcpStream, DataError> {
+        let accept = async {
+            loop {
+                let (stream, peer) = self.listener.accept().await?;
+                if peer.ip() == client {
+                    return Ok::<TcpStream, io::Error>(stream);
+                }
+                tracing::warn!(%peer, %client, "data connection from another address refused");
+            }
+        };
+        match tokio::time::timeout(DATA_TIMEOUT, accept).await {
+            Ok(Ok(stream)) => {
+                let _ = stream.set_nodelay(true);
+                Ok(stream)
+            }
+            Ok(Err(error)) => Err(DataError::Connect(error.to_string())),
+            Err(_) => Err(DataError::Connect(
+                "no data connection within 30 s".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Why a data connection could not be used.
+#[derive(Debug)]
+pub(crate) enum DataError {
+    /// 425: it never came, or its TLS handshake failed.
+    Connect(String),
+    /// 550, logged as ERROR "data connection refused": it broke the FTPS
+    /// rules.
+    Refused(&'static str),
+}
+
+/// A data connection, plain or TLS.
+pub(crate) enum DataStream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl DataStream {
+    /// Completes the TLS handshake of a data connection and checks the
+    /// resumption rule.
+    pub(crate) async fn tls(
+        stream: TcpStream,
+        config: Arc<ServerConfig>,
+        enforce_resumption: bool,
+    ) -> Result<DataStream, DataError> {
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let tls = match tokio::time::timeout(DATA_TIMEOUT, acceptor.accept(stream)).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(error)) => {
+                return Err(DataError::Connect(format!(
+                    "TLS handshake on the data connection failed: {error}"
+                )));
+            }
+            Err(_) => {
+                return Err(DataError::Connect(
+                    "TLS handshake on the data connection timed out".to_owned(),
+                ));
+            }
+        };
+        let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+        if enforce_resumption && !resumed {
+            return Err(DataError::Refused(
+                "the data connection did not resume the control connection's TLS session (tls_session_resumption is enforced)",
+            ));
+        }
+        Ok(DataStream::Tls(Box::new(tls)))
+    }
+
+    /// Ends a download or listing: TLS close_notify, then FIN.
+    async fn finish(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        self.shutdown().await
+    }
+}
+
+impl AsyncRead for DataStream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            DataStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for DataStream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            DataStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            DataStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            DataStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            DataStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            DataStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Why a transfer failed.
+#[derive(Debug)]
+pub(crate) enum TransferError {
+    /// 426: the data connection broke (a reset, TLS cut short).
+    Connection(io::Error),
+    /// The store failed: its own reply.
+    Store(wharf_vfs::Error),
+}
+
+fn chunk_len(pos: u64, size: u64) -> usize {
+    usize::try_from(size.saturating_sub(pos)).map_or(CHUNK, |left| left.min(CHUNK))
+}
+
+/// Sends a file from `start`, reading the next chunk while the previous one
+/// is written; closes the file (CLOSE) when all was sent.
+pub(crate) async fn send_file(
+    reader: FileReader,
+    start: u64,
+    out: &mut DataStream,
+) -> Result<u64, TransferError> {
+    let size = reader.size();
+    let mut pos = start;
+    let mut sent = 0u64;
+    let mut spare = BytesMut::with_capacity(CHUNK);
+    let first = chunk_len(pos, size);
+    let mut current = if first == 0 {
+        BytesMut::new()
+    } else {
+        reader
+            .read_at(pos, first, BytesMut::with_capacity(CHUNK))
+            .await
+            .map_err(TransferError::Store)?
+    };
+    while !current.is_empty() {
+        pos += current.len() as u64;
+        let next_len = chunk_len(pos, size);
+        let mut buf = std::mem::take(&mut spare);
+        buf.clear();
+        let (written, next) = tokio::join!(out.write_all(&current), async {
+            if next_len == 0 {
+                Ok(buf)
+            } else {
+                reader.read_at(pos, next_len, buf).await
+            }
+        });
+        written.map_err(TransferError::Connection)?;
+        sent += current.len() as u64;
+        spare = std::mem::replace(&mut current, next.map_err(TransferError::Store)?);
+    }
+    out.finish().await.map_err(TransferError::Connection)?;
+    reader.close();
+    Ok(sent)
+}
+
+/// Receives a file until the data connection ends cleanly (EOF; with TLS a
+/// close_notify), then makes it visible. Any failure of the connection (a
+/// reset, TLS without close_notify) or of the store discards the upload.
+pub(crate) async fn receive_file(
+    mut writer: FileWriter,
+    input: &mut DataStream,
+) -> Result<u64, TransferError> {
+    let mut offset = 0u64;
+    let result = loop {
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        let mut eof = false;
+        while buf.len() < CHUNK {
+            match input.read_buf(&mut buf).await {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    writer.abort().await;
+                    return Err(TransferError::Connection(error));
+                }
+            }
+        }
+        if !buf.is_empty() {
+            let len = buf.len() as u64;
+            if let Err(error) = writer.write_at(offset, buf.freeze()).await {
+                break Err(TransferError::Store(error));
+            }
+            offset += len;
+        }
+        if eof {
+            break Ok(offset);
+        }
+    };
+    match result {
+        Ok(bytes) => {
+            writer.close().await.map_err(TransferError::Store)?;
+            // Our close_notify; the client may already be gone.
+            let _ = input.shutdown().await;
+            Ok(bytes)
+        }
+        Err(error) => {
+            writer.abort().await;
+            Err(error)
+        }
+    }
+}
+
+/// What a listing writes per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ListFormat {
+    /// LIST: `ls -l` lines.
+    Long,
+    /// NLST: names.
+    Names,
+    /// MLSD: facts.
+    Facts,
+}
+
+/// What is listed: a directory's pages, or one file as itself.
+pub(crate) enum ListSource {
+    Directory(DirListing),
+    File(String, wharf_vfs::Metadata),
+}
+
+/// Formats entries page by page, each page written before the next is
+/// asked of the store: memory stays at one page whatever the directory's
+/// size.
+pub(crate) struct PageWriter {
+    format: ListFormat,
+    now: std::time::SystemTime,
+    text: String,
+}
+
+impl PageWriter {
+    pub(crate) fn new(format: ListFormat) -> PageWriter {
+        PageWriter {
+            format,
+            now: std::time::SystemTime::now(),
+            text: String::new(),
+        }
+    }
+
+    pub(crate) fn entry(&mut self, name: &str, meta: &wharf_vfs::Metadata) {
+        match self.format {
+            ListFormat::Long => listing::list_line(&mut self.text, name, meta, self.now),
+            ListFormat::Names => listing::name_line(&mut self.text, name),
+            ListFormat::Facts => listing::facts_line(&mut self.text, name, meta),
+        }
+    }
+
+    /// The text so far, taken.
+    pub(crate) fn take(&mut self) -> String {
+        std::mem::take(&mut self.text)
+    }
+}
+
+/// Streams a listing to the data connection. Returns the entries sent.
+pub(crate) async fn send_listing(
+    source: ListSource,
+    format: ListFormat,
+    out: &mut DataStream,
+) -> Result<u64, TransferError> {
+    let mut writer = PageWriter::new(format);
+    let mut count = 0u64;
+    match source {
+        ListSource::File(name, meta) => {
+            writer.entry(&name, &meta);
+            out.write_all(writer.take().as_bytes())
+                .await
+                .map_err(TransferError::Connection)?;
+            count += 1;
+        }
+        ListSource::Directory(mut pages) => {
+            while let Some(page) = pages
+                .next_page(LIST_PAGE)
+                .await
+                .map_err(TransferError::Store)?
+            {
+                for entry in &page {
+                    writer.entry(&entry.name, &entry.meta);
+                }
+                count += page.len() as u64;
+                out.write_all(writer.take().as_bytes())
+                    .await
+                    .map_err(TransferError::Connection)?;
+            }
+        }
+    }
+    out.finish().await.map_err(TransferError::Connection)?;
+    Ok(count)
+}
