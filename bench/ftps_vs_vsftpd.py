@@ -4,10 +4,13 @@
 Both serve a directory on tmpfs over explicit TLS (AUTH TLS, PROT P, TLS
 session reuse on data connections). vsftpd serves an anonymous upload
 directory (so no system user is needed); wharf a service-managed user.
-Upload and download of a file (1 GiB by default), alternating order, then
-login + LIST latency.
+First a LIST of a directory of --list-files empty files (100,000 by
+default) on both, with wharf's peak RSS growth during it (listings stream
+page by page, so it should not grow with the directory); then upload and
+download of a file (1 GiB by default), alternating order, then login + LIST
+latency.
 
-Usage: bench/ftps_vs_vsftpd.py [--size-mib 1024] [--runs 3] [--logins 50]
+Usage: bench/ftps_vs_vsftpd.py [--size-mib 1024] [--runs 3] [--logins 50] [--list-files 100000]
 Needs: vsftpd, curl, openssl (scripts/setup-test-env installs curl; apt-get
 install vsftpd).
 """
@@ -21,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from common import Processes, build_wharf, free_port, keygen, start_wharf, write_random
+from common import Processes, build_wharf, free_port, keygen, rss_kib, start_wharf, write_random
 
 
 def curl(args):
@@ -81,6 +84,7 @@ def main():
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--logins", type=int, default=50)
+    parser.add_argument("--list-files", type=int, default=100_000)
     args = parser.parse_args()
     binary = build_wharf()
     work = tempfile.mkdtemp(prefix="wharf-ftps-bench-", dir="/dev/shm")
@@ -93,7 +97,7 @@ def main():
                         "-days", "2", "-subj", "/CN=localhost"], check=True, capture_output=True)
         store = os.path.join(work, "wharf-store")
         low = free_port()
-        _, ports = start_wharf(procs, binary, work, f'''[protocols.ftps]
+        wharf_proc, ports = start_wharf(procs, binary, work, f'''[protocols.ftps]
 listen = "127.0.0.1:0"
 certificate = "{cert}"
 private_key = "{key}"
@@ -103,6 +107,17 @@ kind = "filesystem"
 root = "{store}"
 ''', users=[(["bench", "--password-stdin", "--home-directory-mapping", "/=/bench"], "bench-pw\n")])
         vsftpd_port = start_vsftpd(procs, work, cert, key)
+        big_list = {}
+        if args.list_files:
+            for directory in [os.path.join(store, "many"), os.path.join(work, "vsftpd-root/pub/many")]:
+                os.makedirs(directory)
+                for i in range(args.list_files):
+                    open(os.path.join(directory, f"f{i:07}"), "w").close()
+            before = rss_kib(wharf_proc.pid)
+            big_list["wharf"] = curl(["--user", "bench:bench-pw", f"ftp://127.0.0.1:{ports['FTPS']}/many/"])
+            peak = rss_kib(wharf_proc.pid, "VmHWM")
+            big_list["vsftpd"] = curl([f"ftp://127.0.0.1:{vsftpd_port}/pub/many/"])
+            big_list["rss"] = (peak - before) / 1024
         src = os.path.join(work, "src.bin")
         write_random(src, args.size_mib)
         size = args.size_mib << 20
@@ -137,6 +152,9 @@ root = "{store}"
         v = statistics.median(results[("vsftpd", direction)])
         print(f"{direction:5} {w:8.0f} {v:8.0f} {w / v:6.2f}")
     print(f"login + LIST, median of {args.logins}: wharf {latency['wharf']:.0f} ms, vsftpd {latency['vsftpd']:.0f} ms")
+    if big_list:
+        print(f"LIST of {args.list_files} files: wharf {big_list['wharf']:.2f} s, vsftpd {big_list['vsftpd']:.2f} s; "
+              f"wharf peak RSS growth during it {big_list['rss']:.1f} MiB")
 
 
 if __name__ == "__main__":
