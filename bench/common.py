@@ -12,8 +12,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def build_wharf():
+    """The release binary: $WHARF_BINARY if set (no build), else a build of
+    this checkout into $CARGO_TARGET_DIR (default ROOT/target)."""
+    if os.environ.get("WHARF_BINARY"):
+        return os.environ["WHARF_BINARY"]
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "wharf"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target/release/wharf")
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    return os.path.join(target, "release/wharf")
 
 
 def free_port():

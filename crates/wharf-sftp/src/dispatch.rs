@@ -7,7 +7,8 @@
 //! concurrently. Memory is bounded by a per-session budget that every
 //! request holds from decoding until its reply has been handed to the SSH
 //! channel: a client that sends too much simply stops being read, and the
-//! SSH window pushes back.
+//! SSH window pushes back. WRITE data also holds a smaller write budget
+//! until the store has taken it, which bounds what an upload keeps here.
 //!
 //! Transport-agnostic: the dispatcher reads [`Input`] and writes [`Output`];
 //! `server.rs` connects them to a russh channel, tests to memory.
@@ -17,7 +18,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use wharf_vfs::{
@@ -25,8 +26,8 @@ use wharf_vfs::{
 };
 
 use crate::codec::{
-    self, Attrs, MAX_PACKET_BYTES, Reply, Request, SSH_FXF_APPEND, SSH_FXF_CREAT, SSH_FXF_EXCL,
-    SSH_FXF_READ, SSH_FXF_TRUNC, SSH_FXF_WRITE, StatusCode,
+    self, Attrs, Reply, Request, SSH_FXF_APPEND, SSH_FXF_CREAT, SSH_FXF_EXCL, SSH_FXF_READ,
+    SSH_FXF_TRUNC, SSH_FXF_WRITE, StatusCode,
 };
 use crate::status::for_error;
 
@@ -38,6 +39,12 @@ pub const MAX_HANDLES: usize = 256;
 const READDIR_PAGE: usize = 100;
 /// Bytes of requests and replies a session may hold at once.
 const BUDGET_BYTES: usize = 32 << 20;
+/// WRITE data a session may hold before its store has taken it (part of
+/// [`BUDGET_BYTES`]). The OpenSSH client keeps 64 WRITEs of 255 KiB in
+/// flight (16 MiB); held whole, those alone were a third of the memory SPEC
+/// allows one upload (part size x concurrency + 16 MiB). A few MiB keep the
+/// store busy just as well: the rest waits in the client and in TCP.
+const WRITE_BUDGET_BYTES: usize = 4 << 20;
 /// The budget is counted in units of this many bytes.
 const BUDGET_UNIT: usize = 1024;
 /// Queued operations per write handle.
@@ -119,6 +126,8 @@ enum WriteOp {
         offset: u64,
         data: Bytes,
         permit: OwnedSemaphorePermit,
+        /// Write budget, given back once the store has taken the data.
+        unapplied: OwnedSemaphorePermit,
     },
     Fstat {
         id: u32,
@@ -183,6 +192,8 @@ struct Shared {
     owner: String,
     /// Request and reply bytes the session may hold.
     budget: Arc<Semaphore>,
+    /// WRITE data not yet taken by the store, in [`BUDGET_UNIT`]s.
+    write_budget: Arc<Semaphore>,
 }
 
 struct Handles {
@@ -261,6 +272,7 @@ pub async fn run<I: Input, O: Output>(
         }),
         owner,
         budget: Arc::new(Semaphore::new(BUDGET_BYTES / BUDGET_UNIT)),
+        write_budget: Arc::new(Semaphore::new(WRITE_BUDGET_BYTES / BUDGET_UNIT)),
     });
     let budget = shared.budget.clone();
     let ended = read_loop(&shared, &budget, &mut input).await;
@@ -277,32 +289,20 @@ async fn read_loop<I: Input>(
     budget: &Arc<Semaphore>,
     input: &mut I,
 ) -> Ended {
-    let mut inbuf = BytesMut::new();
+    let mut framer = frame::Framer::default();
     let mut initialised = false;
     loop {
         let Some(chunk) = input.next().await else {
             return Ended::Eof;
         };
-        inbuf.extend_from_slice(&chunk);
+        framer.push(chunk);
         loop {
-            if inbuf.len() < 4 {
-                break;
-            }
-            let len = u32::from_be_bytes([inbuf[0], inbuf[1], inbuf[2], inbuf[3]]) as usize;
-            if len > MAX_PACKET_BYTES {
-                return Ended::Protocol(format!(
-                    "packet of {len} bytes is larger than the {MAX_PACKET_BYTES} allowed"
-                ));
-            }
-            if len == 0 {
-                return Ended::Protocol("empty packet".into());
-            }
-            if inbuf.len() < 4 + len {
-                inbuf.reserve(4 + len - inbuf.len());
-                break;
-            }
-            inbuf.advance(4);
-            let packet = inbuf.split_to(len).freeze();
+            let packet = match framer.next_packet() {
+                Ok(Some(packet)) => packet,
+                Ok(None) => break,
+                Err(reason) => return Ended::Protocol(reason),
+            };
+            let len = packet.len();
             if !initialised {
                 match codec::decode_init(packet) {
                     Ok(_version) => {
@@ -355,12 +355,27 @@ async fn dispatch(shared: &Arc<Shared>, id: u32, request: Request, permit: Owned
                             .await;
                         return;
                     }
-                    // Awaiting here is the backpressure for one handle.
+                    // Awaiting here, for write budget and then for room in
+                    // the handle's queue, is the backpressure on uploads.
+                    let Ok(unapplied) = shared
+                        .write_budget
+                        .clone()
+                        .acquire_many_owned(budget_units(data.len()))
+                        .await
+                    else {
+                        // The semaphore is never closed; answer anyway.
+                        shared
+                            .replies
+                            .status(id, StatusCode::Failure, "session is ending", Some(permit))
+                            .await;
+                        return;
+                    };
                     let op = WriteOp::Write {
                         id,
                         offset,
                         data,
                         permit,
+                        unapplied,
                     };
                     if let Err(mpsc::error::SendError(op)) = ops.send(op).await {
                         let WriteOp::Write { permit, .. } = op else {
@@ -943,13 +958,17 @@ async fn write_worker(mut writer: FileWriter, mut ops: mpsc::Receiver<WriteOp>, 
                 offset,
                 data,
                 permit,
+                unapplied,
             } => {
                 if let Some(error) = &failed {
+                    drop((data, unapplied));
                     replies.error(id, error, Some(permit)).await;
                     continue;
                 }
                 let end = offset + data.len() as u64;
-                match writer.write_at(offset, data).await {
+                let written = writer.write_at(offset, data).await;
+                drop(unapplied);
+                match written {
                     Ok(()) => {
                         size = size.max(end);
                         replies.ok(id, Some(permit)).await;
@@ -998,6 +1017,8 @@ async fn write_worker(mut writer: FileWriter, mut ops: mpsc::Receiver<WriteOp>, 
     }
     // The session ended without CLOSE: dropping the writer discards the upload.
 }
+
+mod frame;
 
 #[cfg(test)]
 mod tests;

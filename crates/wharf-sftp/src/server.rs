@@ -196,7 +196,12 @@ impl SftpServer {
             keys: config.host_keys,
             window_size: 16 << 20,
             maximum_packet_size: 65535,
-            channel_buffer_size: 256,
+            // Messages (SSH packets of at most `maximum_packet_size`) queued
+            // for the SFTP dispatcher; russh reopens the window as packets
+            // arrive, so when the dispatcher stops reading (its budgets are
+            // spent), this queue is what fills before russh stops reading
+            // the socket: 32 x 64 KiB at most (256 were up to 16 MiB).
+            channel_buffer_size: 32,
             event_buffer_size: 64,
             preferred,
             max_auth_attempts: 6,
