@@ -1,12 +1,12 @@
 //! USER/PASS logins through the gateway.
 
-use wharf_audit::{Activity, Event, SessionFields};
+use wharf_audit::{Activity, Event};
 use wharf_identity::{Credential, Password};
 use wharf_session::{ConnInfo, Gateway, Session};
 
 /// Asks the identity provider about `username`/`password` and opens the
 /// session. Every failure is logged (AUTH_FAILURE with the reason) by the
-/// gateway or here; the caller only learns that the login failed, and so
+/// gateway; the caller only learns that the login failed, and so
 /// does the client ("530").
 pub(crate) async fn login(
     gateway: &Gateway,
@@ -20,31 +20,13 @@ pub(crate) async fn login(
         .authenticate(&fields, info, username, credential, "password")
         .await
         .ok()?;
-    let name = identity.username.clone();
-    match gateway.open_session(&fields, info, identity, "password", None) {
-        Ok(session) => {
-            let audit = session.fs.audit();
-            audit
-                .log
-                .record(Activity::Connected, &audit.session, &Event::default());
-            Some(session)
-        }
-        Err(denial) => {
-            let failed = SessionFields {
-                user: Some(name),
-                method: Some("password".to_owned()),
-                ..fields
-            };
-            gateway.record(
-                Activity::AuthFailure,
-                &failed,
-                &Event {
-                    message: Some("authentication failed"),
-                    reason: Some(&denial.reason),
-                    ..Event::default()
-                },
-            );
-            None
-        }
-    }
+    // A denial here is logged by the gateway too.
+    let session = gateway
+        .open_session(&fields, info, identity, "password", None)
+        .ok()?;
+    let audit = session.fs.audit();
+    audit
+        .log
+        .record(Activity::Connected, &audit.session, &Event::default());
+    Some(session)
 }

@@ -739,17 +739,34 @@ impl FtpSession {
         }
     }
 
-    async fn retr(&mut self, arg: &str) -> std::io::Result<Next> {
-        let start = std::mem::take(&mut self.restart);
-        if self.data_protection_missing("RETR").await? {
-            return Ok(Next::Continue);
+    /// The path and filesystem of a file transfer, once PROT P is checked;
+    /// `None` when it is refused (the reply has been sent).
+    async fn transfer_target(
+        &mut self,
+        operation: &str,
+        arg: &str,
+    ) -> std::io::Result<Option<(VirtualPath, UserFs)>> {
+        if self.data_protection_missing(operation).await? {
+            return Ok(None);
         }
         let path = match self.path(arg) {
             Ok(path) => path,
-            Err(error) => return self.fail(&error).await,
+            Err(error) => {
+                self.fail(&error).await?;
+                return Ok(None);
+            }
         };
         let Some(fs) = self.fs().cloned() else {
-            return self.reply(530, "Please log in with USER and PASS.").await;
+            self.reply(530, "Please log in with USER and PASS.").await?;
+            return Ok(None);
+        };
+        Ok(Some((path, fs)))
+    }
+
+    async fn retr(&mut self, arg: &str) -> std::io::Result<Next> {
+        let start = std::mem::take(&mut self.restart);
+        let Some((path, fs)) = self.transfer_target("RETR", arg).await? else {
+            return Ok(Next::Continue);
         };
         let reader = match fs.open_read(&path).await {
             Ok(reader) => reader,
@@ -770,15 +787,8 @@ impl FtpSession {
     async fn stor(&mut self, arg: &str, append: bool) -> std::io::Result<Next> {
         let restart = std::mem::take(&mut self.restart);
         let operation = if append { "APPE" } else { "STOR" };
-        if self.data_protection_missing(operation).await? {
+        let Some((path, fs)) = self.transfer_target(operation, arg).await? else {
             return Ok(Next::Continue);
-        }
-        let path = match self.path(arg) {
-            Ok(path) => path,
-            Err(error) => return self.fail(&error).await,
-        };
-        let Some(fs) = self.fs().cloned() else {
-            return self.reply(530, "Please log in with USER and PASS.").await;
         };
         if restart > 0 {
             return self

@@ -307,8 +307,39 @@ impl Gateway {
     }
 
     /// Opens the session of an authenticated identity: claims a slot in
-    /// `max_sessions_per_user` and builds its filesystem.
+    /// `max_sessions_per_user` and builds its filesystem. A denial (too many
+    /// sessions, a home or role that cannot be built) is logged as
+    /// AUTH_FAILURE with the reason, as `authenticate` logs its own.
     pub fn open_session(
+        &self,
+        fields: &SessionFields,
+        conn: &ConnInfo,
+        identity: Identity,
+        method: &str,
+        fingerprint: Option<String>,
+    ) -> Result<Session, Denial> {
+        let username = identity.username.clone();
+        self.build_session(fields, conn, identity, method, fingerprint.clone())
+            .inspect_err(|denial| {
+                let failed = SessionFields {
+                    user: Some(username),
+                    method: Some(method.to_owned()),
+                    ssh_public_key_fingerprint: fingerprint,
+                    ..fields.clone()
+                };
+                self.audit.record(
+                    Activity::AuthFailure,
+                    &failed,
+                    &Event {
+                        message: Some("authentication failed"),
+                        reason: Some(&denial.reason),
+                        ..Event::default()
+                    },
+                );
+            })
+    }
+
+    fn build_session(
         &self,
         fields: &SessionFields,
         conn: &ConnInfo,

@@ -304,7 +304,6 @@ impl Connection {
     fn establish(&mut self, identity: Identity, method: &str, key: Option<&PublicKey>) -> Auth {
         let fields = self.fields_now();
         let fingerprint = key.map(fingerprint);
-        let username = identity.username.clone();
         match self
             .gateway
             .open_session(&fields, &self.conn, identity, method, fingerprint)
@@ -313,23 +312,8 @@ impl Connection {
                 self.session = Some(Arc::new(session));
                 Auth::Accept
             }
-            Err(denial) => {
-                let failed = SessionFields {
-                    user: Some(username),
-                    method: Some(method.to_owned()),
-                    ..fields
-                };
-                self.gateway.record(
-                    Activity::AuthFailure,
-                    &failed,
-                    &Event {
-                        message: Some("authentication failed"),
-                        reason: Some(&denial.reason),
-                        ..Event::default()
-                    },
-                );
-                self.reject()
-            }
+            // The gateway logged AUTH_FAILURE with the reason.
+            Err(_) => self.reject(),
         }
     }
 
