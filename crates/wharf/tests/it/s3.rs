@@ -271,3 +271,71 @@ print(json.dumps(True))
     assert!(keys.contains(&"alice/moved.txt".to_owned()), "{keys:?}");
     assert!(keys.contains(&"alice/secret.txt".to_owned()), "{keys:?}");
 }
+
+#[test]
+fn ftps_on_s3_with_curl() {
+    // The FTPS front-end on the S3 store: a multipart upload, a `dir/`
+    // marker, a listing, a ranged download, a rename (copy + delete).
+    let moto = S3Server::start();
+    let wharf = s3_wharf(
+        &moto,
+        "[protocols.ftps]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"41200-41300\"\n",
+    );
+    let dir = wharf.dir.path();
+    let big = write_random(&dir.join("big.bin"), 12 * 1024 * 1024 + 17);
+    let base = format!("ftp://127.0.0.1:{}/", wharf.ftps.unwrap().port());
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-s", "-S", "--max-time", "60", "--ssl-reqd", "-k"])
+            .args(["--user", "alice:alice-pw"])
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "curl {args:?}: {}", stderr(&out));
+        stdout(&out)
+    };
+    curl(&["-T", "big.bin", &format!("{base}big.bin")]);
+    curl(&["-Q", "MKD docs", &base]);
+    let listing = curl(&[&base]);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with('-') && l.ends_with(" big.bin")),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with('d') && l.ends_with(" docs")),
+        "{listing}"
+    );
+    curl(&["-o", "big.back", &format!("{base}big.bin")]);
+    assert_eq!(std::fs::read(dir.join("big.back")).unwrap(), big);
+    // `-C -` on a partial copy: SIZE, REST, then a ranged read.
+    std::fs::write(dir.join("part.back"), &big[..1_000_000]).unwrap();
+    curl(&["-C", "-", "-o", "part.back", &format!("{base}big.bin")]);
+    assert_eq!(std::fs::read(dir.join("part.back")).unwrap(), big);
+    curl(&["-Q", "RNFR big.bin", "-Q", "RNTO docs/moved.bin", &base]);
+
+    let keys = moto.list_keys("transfer-bucket", "alice/");
+    assert_eq!(keys, ["alice/docs/", "alice/docs/moved.bin"], "{keys:?}");
+    let head = moto
+        .head_object("transfer-bucket", "alice/docs/moved.bin")
+        .unwrap();
+    assert_eq!(head.size, big.len() as u64);
+    assert_eq!(
+        moto.get_object("transfer-bucket", "alice/docs/moved.bin")
+            .unwrap(),
+        big
+    );
+    assert!(moto.multipart_uploads("transfer-bucket").is_empty());
+    assert_eq!(head.server_side_encryption.as_deref(), Some("AES256"));
+    let log = wharf.log();
+    assert!(
+        log.iter()
+            .any(|l| l["activity-type"] == "CLOSE" && l["protocol"] == "FTPS"),
+        "{log:?}"
+    );
+}
