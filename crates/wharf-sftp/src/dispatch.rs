@@ -60,6 +60,17 @@ const BATCH_BYTES: usize = 256 * 1024;
 pub trait Input: Send {
     /// The next chunk of bytes, or `None` at end of stream.
     fn next(&mut self) -> impl Future<Output = Option<Bytes>> + Send;
+
+    /// The dispatcher is done with `bytes` bytes of input (they were framed
+    /// and their requests started): the client may send that much more.
+    /// This is the only backpressure on a client: the SSH connection itself
+    /// is never made to wait.
+    fn consumed(&mut self, bytes: usize) -> impl Future<Output = ()> + Send;
+
+    /// Resolves once the client is gone or has closed its side (bytes may
+    /// still be buffered). Lets a dispatcher that waits for budget notice
+    /// a disconnect.
+    fn closed(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// Where reply bytes go.
@@ -295,6 +306,7 @@ async fn read_loop<I: Input>(
         let Some(chunk) = input.next().await else {
             return Ended::Eof;
         };
+        let chunk_len = chunk.len();
         framer.push(chunk);
         loop {
             let packet = match framer.next_packet() {
@@ -320,14 +332,27 @@ async fn read_loop<I: Input>(
                 }
             }
             let units = budget_units(len);
-            let Ok(permit) = budget.clone().acquire_many_owned(units).await else {
-                return Ended::Eof;
+            // Waiting for budget (or for room in a handle's queue, in
+            // `dispatch`) is where a busy session holds back: input stays
+            // unconsumed, so the client's window closes. A client that
+            // disconnects meanwhile ends the session at once.
+            let permit = tokio::select! {
+                permit = budget.clone().acquire_many_owned(units) => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return Ended::Eof,
+                },
+                () = input.closed() => return Ended::Eof,
             };
-            match codec::decode_request(packet) {
-                Ok((id, request)) => dispatch(shared, id, request, permit).await,
+            let request = match codec::decode_request(packet) {
+                Ok(request) => request,
                 Err(e) => return Ended::Protocol(format!("malformed packet: {}", e.0)),
+            };
+            tokio::select! {
+                () = dispatch(shared, request.0, request.1, permit) => {}
+                () = input.closed() => return Ended::Eof,
             }
         }
+        input.consumed(chunk_len).await;
     }
 }
 

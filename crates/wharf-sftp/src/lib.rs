@@ -10,6 +10,7 @@
 
 pub mod codec;
 pub mod dispatch;
+mod pipe;
 mod server;
 mod sniff;
 mod status;

@@ -11,16 +11,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
-use russh::{
-    Channel, ChannelId, ChannelMsg, ChannelReadHalf, ChannelWriteHalf, MethodKind, MethodSet,
-    Preferred,
-};
+use russh::{Channel, ChannelId, ChannelWriteHalf, MethodKind, MethodSet, Preferred};
 use tokio::io::{AsyncRead, AsyncWrite};
 use wharf_audit::{Activity, Event, SessionFields};
 use wharf_identity::{Credential, Identity, Password, Protocol, fingerprint};
 use wharf_session::{ConnInfo, Gateway};
 
-use crate::dispatch::{self, Ended, Input, Output};
+use crate::dispatch::{self, Ended, Output};
+use crate::pipe::{ChannelInput, Pipe};
 use crate::sniff::{Negotiated, SniffStream};
 
 /// `sftp_authentication_methods`.
@@ -57,20 +55,35 @@ impl AuthMethods {
     }
 }
 
-/// A named set of SSH algorithms (`server.security_policy`).
+/// A named set of SSH algorithms (`server.security_policy`, SPEC section 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityPolicy {
-    /// Modern algorithms only: no SHA-1, no CBC, no NIST curves for kex,
-    /// encrypt-then-MAC only.
+    /// Every client of SPEC section 9: post-quantum hybrid key exchange
+    /// first (ML-KEM for OpenSSH 9.9+, sntrup761 for OpenSSH 8.5-9.8),
+    /// AEAD ciphers first, and CTR with HMAC-SHA2 (encrypt-and-MAC too) for
+    /// libssh2 1.10 (curl, PHP). No SHA-1, no CBC, no small DH groups, no
+    /// DSA, no NIST curves; strict KEX against Terrapin.
     Wharf2025_11,
+    /// Audited deployments: what `ssh-audit` passes without a warning
+    /// (encrypt-then-MAC only, large DH groups only). libssh2 1.10 clients
+    /// cannot connect.
+    WharfRestricted2025_11,
     /// FIPS 140-approved algorithms only: no ChaCha20, no Curve25519, no Ed25519.
     WharfFips2025_11,
 }
 
 impl SecurityPolicy {
+    /// Every policy name, for error messages.
+    pub const NAMES: [&str; 3] = [
+        "wharf-2025-11",
+        "wharf-restricted-2025-11",
+        "wharf-fips-2025-11",
+    ];
+
     pub fn parse(name: &str) -> Option<SecurityPolicy> {
         match name {
             "wharf-2025-11" => Some(SecurityPolicy::Wharf2025_11),
+            "wharf-restricted-2025-11" => Some(SecurityPolicy::WharfRestricted2025_11),
             "wharf-fips-2025-11" => Some(SecurityPolicy::WharfFips2025_11),
             _ => None,
         }
@@ -90,31 +103,52 @@ impl SecurityPolicy {
                 hash: Some(HashAlg::Sha256),
             },
         ];
+        let modern_kex = [
+            kex::MLKEM768X25519_SHA256,
+            kex::SNTRUP761X25519_SHA512,
+            kex::SNTRUP761X25519_SHA512_OPENSSH,
+            kex::CURVE25519,
+            kex::CURVE25519_PRE_RFC_8731,
+            kex::DH_G16_SHA512,
+            kex::DH_G18_SHA512,
+        ];
+        let modern_ciphers = &[
+            cipher::AES_128_GCM,
+            cipher::AES_256_GCM,
+            cipher::CHACHA20_POLY1305,
+            cipher::AES_256_CTR,
+            cipher::AES_192_CTR,
+            cipher::AES_128_CTR,
+        ];
+        let key = || {
+            Cow::Owned(
+                [Algorithm::Ed25519]
+                    .into_iter()
+                    .chain(rsa.clone())
+                    .collect(),
+            )
+        };
         match self {
             SecurityPolicy::Wharf2025_11 => Preferred {
-                kex: Cow::Owned(
-                    [
-                        kex::MLKEM768X25519_SHA256,
-                        kex::CURVE25519,
-                        kex::CURVE25519_PRE_RFC_8731,
-                        kex::DH_G16_SHA512,
-                        kex::DH_G18_SHA512,
-                    ]
-                    .into_iter()
-                    .chain(extensions)
-                    .collect(),
-                ),
-                key: Cow::Owned([Algorithm::Ed25519].into_iter().chain(rsa).collect()),
+                kex: Cow::Owned(modern_kex.into_iter().chain(extensions).collect()),
+                key: key(),
                 host_key_certificates: Cow::Borrowed(&[]),
-                cipher: Cow::Borrowed(&[
-                    cipher::AES_128_GCM,
-                    cipher::AES_256_GCM,
-                    cipher::CHACHA20_POLY1305,
-                    cipher::AES_256_CTR,
-                    cipher::AES_192_CTR,
-                    cipher::AES_128_CTR,
+                cipher: Cow::Borrowed(modern_ciphers),
+                mac: Cow::Borrowed(&[
+                    mac::HMAC_SHA256_ETM,
+                    mac::HMAC_SHA512_ETM,
+                    // libssh2 1.10 knows no encrypt-then-MAC.
+                    mac::HMAC_SHA256,
+                    mac::HMAC_SHA512,
                 ]),
-                mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
+                compression: Cow::Borrowed(&[russh::compression::NONE]),
+            },
+            SecurityPolicy::WharfRestricted2025_11 => Preferred {
+                kex: Cow::Owned(modern_kex.into_iter().chain(extensions).collect()),
+                key: key(),
+                host_key_certificates: Cow::Borrowed(&[]),
+                cipher: Cow::Borrowed(modern_ciphers),
+                mac: Cow::Borrowed(&[mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM]),
                 compression: Cow::Borrowed(&[russh::compression::NONE]),
             },
             SecurityPolicy::WharfFips2025_11 => Preferred {
@@ -137,7 +171,7 @@ impl SecurityPolicy {
                     cipher::AES_256_CTR,
                     cipher::AES_128_CTR,
                 ]),
-                mac: Cow::Borrowed(&[mac::HMAC_SHA512_ETM, mac::HMAC_SHA256_ETM]),
+                mac: Cow::Borrowed(&[mac::HMAC_SHA256_ETM, mac::HMAC_SHA512_ETM]),
                 compression: Cow::Borrowed(&[russh::compression::NONE]),
             },
         }
@@ -156,6 +190,9 @@ pub struct SftpConfig {
 
 /// SFTP channels one connection may open (AWS Transfer Family allows 10).
 const MAX_CHANNELS: usize = 10;
+/// The SSH window of a channel: the most a client may send that the SFTP
+/// dispatcher has not yet taken (see `pipe.rs`).
+const CHANNEL_WINDOW: u32 = 4 << 20;
 
 /// The SFTP server: one per listener, shared by its connections.
 pub struct SftpServer {
@@ -194,14 +231,16 @@ impl SftpServer {
             // once keeps logins fast without helping an attacker.
             auth_rejection_time_initial: Some(Duration::ZERO),
             keys: config.host_keys,
-            window_size: 16 << 20,
+            // The window is reopened by the dispatcher as it takes the
+            // bytes, never by russh as they arrive: what a client may have
+            // sent and we not yet processed is at most one window, and the
+            // connection's loop never waits on us (`pipe.rs`).
+            window_size: CHANNEL_WINDOW,
+            manual_window_adjust: true,
             maximum_packet_size: 65535,
-            // Messages (SSH packets of at most `maximum_packet_size`) queued
-            // for the SFTP dispatcher; russh reopens the window as packets
-            // arrive, so when the dispatcher stops reading (its budgets are
-            // spent), this queue is what fills before russh stops reading
-            // the socket: 32 x 64 KiB at most (256 were up to 16 MiB).
-            channel_buffer_size: 32,
+            // Channel data reaches us through `Handler::data`, not through
+            // the channel's queue (whose read half we drop).
+            channel_buffer_size: 8,
             event_buffer_size: 64,
             preferred,
             max_auth_attempts: 6,
@@ -242,6 +281,7 @@ impl SftpServer {
             key_step: None,
             offered: None,
             channels: HashMap::new(),
+            inputs: HashMap::new(),
             sftp_channels: Arc::new(AtomicUsize::new(0)),
             negotiated,
             connected: false,
@@ -278,6 +318,8 @@ struct Connection {
     /// signature is verified (so the provider is asked once per key).
     offered: Option<(String, PublicKey, Identity)>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// The input of each running SFTP channel.
+    inputs: HashMap<ChannelId, Arc<Pipe>>,
     sftp_channels: Arc<AtomicUsize>,
     negotiated: Arc<OnceLock<Negotiated>>,
     connected: bool,
@@ -340,6 +382,10 @@ impl Connection {
 
 impl Drop for Connection {
     fn drop(&mut self) {
+        // The connection is gone: every channel's dispatcher stops now.
+        for pipe in self.inputs.values() {
+            pipe.gone();
+        }
         if let Some(session) = &self.session
             && self.connected
         {
@@ -475,8 +521,15 @@ impl russh::server::Handler for Connection {
             return Ok(());
         };
         session.channel_success(channel_id)?;
+        // Data comes through `Handler::data` into the pipe; dropping the
+        // read half makes russh's queue for this channel refuse at once
+        // instead of filling.
         let (read, write) = channel.split();
+        drop(read);
         let write = Arc::new(write);
+        let pipe = Arc::new(Pipe::default());
+        self.inputs.insert(channel_id, pipe.clone());
+        let input = ChannelInput::new(pipe, write.clone(), CHANNEL_WINDOW);
         let counter = self.sftp_channels.clone();
         counter.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
@@ -484,7 +537,7 @@ impl russh::server::Handler for Connection {
             let ended = dispatch::run(
                 user_session.fs.clone(),
                 owner,
-                ChannelInput(read),
+                input,
                 ChannelOutput(write.clone()),
             )
             .await;
@@ -529,27 +582,40 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Never waits: bounded by the channel window (see `pipe.rs`).
+        if let Some(pipe) = self.inputs.get(&channel) {
+            pipe.push(data);
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if let Some(pipe) = self.inputs.get(&channel) {
+            pipe.finish();
+        }
+        Ok(())
+    }
+
     async fn channel_close(
         &mut self,
         channel: ChannelId,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         self.channels.remove(&channel);
-        Ok(())
-    }
-}
-
-struct ChannelInput(ChannelReadHalf);
-
-impl Input for ChannelInput {
-    async fn next(&mut self) -> Option<Bytes> {
-        loop {
-            match self.0.wait().await? {
-                ChannelMsg::Data { data } => return Some(data),
-                ChannelMsg::Eof | ChannelMsg::Close => return None,
-                _ => {}
-            }
+        if let Some(pipe) = self.inputs.remove(&channel) {
+            pipe.gone();
         }
+        Ok(())
     }
 }
 

@@ -261,12 +261,18 @@ mod tests {
                 panic!("not parsed")
             };
             let negotiated = negotiate(&lists, &preferred);
-            assert_eq!(negotiated.kex, "curve25519-sha256");
+            // OpenSSH 8.5-9.8 get post-quantum key exchange.
+            assert_eq!(negotiated.kex, "sntrup761x25519-sha512@openssh.com");
             assert_eq!(
                 negotiated.ciphers,
                 "chacha20-poly1305@openssh.com,chacha20-poly1305@openssh.com"
             );
         }
+        let classic = kexinit("curve25519-sha256,ext-info-c", "aes128-ctr");
+        let Parse::Done(lists) = parse_client_kexinit(&classic) else {
+            panic!("not parsed")
+        };
+        assert_eq!(negotiate(&lists, &preferred).kex, "curve25519-sha256");
         assert!(matches!(
             parse_client_kexinit(b"SSH-2.0-x\r\n\0\0\0\x10\x04\x15"),
             Parse::Incomplete

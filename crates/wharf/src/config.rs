@@ -577,12 +577,10 @@ fn convert(
         .collect();
     let banner = s.string(errors, "banner", "");
     let security_policy = s.string(errors, "security_policy", "wharf-2025-11");
-    if !matches!(
-        security_policy.as_str(),
-        "wharf-2025-11" | "wharf-fips-2025-11"
-    ) {
+    if wharf_sftp::SecurityPolicy::parse(&security_policy).is_none() {
         errors.push(format!(
-            "server.security_policy: {security_policy:?} is not a known policy (wharf-2025-11, wharf-fips-2025-11)"
+            "server.security_policy: {security_policy:?} is not a known policy ({})",
+            wharf_sftp::SecurityPolicy::NAMES.join(", ")
         ));
     }
     let max_sessions_per_user =

@@ -13,6 +13,7 @@ use wharf_vfs::{
 
 use super::*;
 use crate::codec::*;
+use crate::pipe::Pipe;
 
 struct AllowAll;
 impl Authorizer for AllowAll {
@@ -21,10 +22,23 @@ impl Authorizer for AllowAll {
     }
 }
 
-struct ChunkInput(mpsc::Receiver<Bytes>);
-impl Input for ChunkInput {
+/// The real pipe, with the window it would give back counted.
+struct PipeInput {
+    pipe: Arc<Pipe>,
+    consumed: Arc<std::sync::atomic::AtomicUsize>,
+}
+impl Input for PipeInput {
     async fn next(&mut self) -> Option<Bytes> {
-        self.0.recv().await
+        self.pipe.next().await
+    }
+
+    async fn consumed(&mut self, bytes: usize) {
+        self.consumed
+            .fetch_add(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    async fn closed(&self) {
+        self.pipe.closed().await;
     }
 }
 
@@ -38,7 +52,8 @@ impl Output for ChunkOutput {
 struct Harness {
     _dir: tempfile::TempDir,
     root: std::path::PathBuf,
-    input: mpsc::Sender<Bytes>,
+    input: Arc<Pipe>,
+    consumed: Arc<std::sync::atomic::AtomicUsize>,
     replies: mpsc::UnboundedReceiver<Bytes>,
     pending: BytesMut,
     session: tokio::task::JoinHandle<Ended>,
@@ -90,13 +105,23 @@ impl Harness {
                 session: Arc::new(SessionFields::default()),
             },
         );
-        let (input, rx) = mpsc::channel(16);
+        let input = Arc::new(Pipe::default());
+        let consumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let (tx, replies) = mpsc::unbounded_channel();
-        let session = tokio::spawn(run(fs, "test".into(), ChunkInput(rx), ChunkOutput(tx)));
+        let session = tokio::spawn(run(
+            fs,
+            "test".into(),
+            PipeInput {
+                pipe: input.clone(),
+                consumed: consumed.clone(),
+            },
+            ChunkOutput(tx),
+        ));
         let mut harness = Harness {
             _dir: dir,
             root,
             input,
+            consumed,
             replies,
             pending: BytesMut::new(),
             session,
@@ -111,7 +136,7 @@ impl Harness {
     }
 
     async fn send(&self, bytes: Bytes) {
-        self.input.send(bytes).await.unwrap();
+        self.input.push(&bytes);
     }
 
     /// The next reply packet (type onwards), across output chunk boundaries.
@@ -240,7 +265,7 @@ async fn a_dropped_session_leaves_no_upload() {
     }))
     .await;
     assert_eq!(h.status().await, (2, 0));
-    drop(h.input);
+    h.input.gone();
     assert_eq!(h.session.await.unwrap(), Ended::Eof);
     let entries: Vec<_> = std::fs::read_dir(&h.root).unwrap().collect();
     assert!(entries.is_empty(), "{entries:?}");
