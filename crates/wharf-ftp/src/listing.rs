@@ -9,43 +9,11 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 use wharf_vfs::{Kind, Metadata};
 
-/// An `ls -l` line, as clients parse it (lftp, curl, FileZilla):
-/// `-rw-r--r-- 1 ftp ftp 5 Jan 02 15:04 name` (the year instead of the time
-/// for dates more than six months from `now`).
+/// An `ls -l` line ([`wharf_vfs::ls_line`], the same as SFTP's), owned by
+/// `ftp` as vsftpd shows it.
 pub(crate) fn list_line(out: &mut String, name: &str, meta: &Metadata, now: SystemTime) {
-    let kind = if meta.kind == Kind::Directory {
-        'd'
-    } else {
-        '-'
-    };
-    let mode = permissions(meta);
-    let mut bits = String::with_capacity(9);
-    for shift in [6, 3, 0] {
-        let triple = (mode >> shift) & 0o7;
-        bits.push(if triple & 4 != 0 { 'r' } else { '-' });
-        bits.push(if triple & 2 != 0 { 'w' } else { '-' });
-        bits.push(if triple & 1 != 0 { 'x' } else { '-' });
-    }
-    let modified = meta.modified.unwrap_or(SystemTime::UNIX_EPOCH);
-    let date = OffsetDateTime::from(modified);
-    let recent = match now.duration_since(modified) {
-        Ok(age) => age.as_secs() < 180 * 24 * 3600,
-        // In the future: recent only if just so (clock skew).
-        Err(ahead) => ahead.duration().as_secs() < 3600,
-    };
-    let when = if recent {
-        date.format(format_description!(
-            "[month repr:short] [day] [hour]:[minute]"
-        ))
-    } else {
-        date.format(format_description!("[month repr:short] [day]  [year]"))
-    }
-    .unwrap_or_default();
-    let _ = write!(
-        out,
-        "{kind}{bits} 1 ftp ftp {size:>12} {when} {name}\r\n",
-        size = meta.size
-    );
+    out.push_str(&wharf_vfs::ls_line(name, meta, "ftp", now));
+    out.push_str("\r\n");
 }
 
 /// An NLST line: the name.
@@ -80,14 +48,6 @@ pub(crate) fn timestamp(when: SystemTime) -> String {
         .unwrap_or_default()
 }
 
-fn permissions(meta: &Metadata) -> u32 {
-    match (meta.mode, meta.kind) {
-        (Some(mode), _) => mode & 0o777,
-        (None, Kind::Directory) => 0o755,
-        (None, Kind::File) => 0o644,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -113,14 +73,14 @@ mod tests {
         list_line(&mut out, "a.txt", &meta(Kind::File, 5, T), now);
         assert_eq!(
             out,
-            "-rw-r--r-- 1 ftp ftp            5 Jan 02 15:04 a.txt\r\n"
+            "-rw-r--r--    1 ftp      ftp             5 Jan  2 15:04 a.txt\r\n"
         );
         out.clear();
         let old = SystemTime::UNIX_EPOCH + Duration::from_secs(T + 400 * 86400);
         list_line(&mut out, "my dir", &meta(Kind::Directory, 0, T), old);
         assert_eq!(
             out,
-            "drwxr-xr-x 1 ftp ftp            0 Jan 02  2024 my dir\r\n"
+            "drwxr-xr-x    1 ftp      ftp             0 Jan  2  2024 my dir\r\n"
         );
     }
 

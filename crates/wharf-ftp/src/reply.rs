@@ -43,22 +43,23 @@ impl Reply {
     }
 }
 
-/// The reply for a virtual filesystem error.
+/// The reply for a virtual filesystem error: the code by kind, the text
+/// [`Error::client_message`] (never a store's own message).
 pub(crate) fn for_error(error: &Error) -> Reply {
-    let (code, text) = match error.kind {
-        ErrorKind::NotFound => (550, "No such file or directory."),
-        ErrorKind::AlreadyExists => (550, "File exists."),
-        ErrorKind::NotADirectory => (550, "Not a directory."),
-        ErrorKind::IsADirectory => (550, "Is a directory."),
-        ErrorKind::DirectoryNotEmpty => (550, "Directory not empty."),
-        ErrorKind::PermissionDenied => (550, "Permission denied."),
-        ErrorKind::InvalidPath => (553, "File name not allowed."),
-        ErrorKind::Unsupported => (502, "Not supported by this server."),
-        ErrorKind::NoSpace => (452, "Insufficient storage space."),
-        ErrorKind::Unavailable => (450, "Storage temporarily unavailable, try again."),
-        ErrorKind::Internal => (451, "Local error in processing."),
+    let code = match error.kind {
+        ErrorKind::NotFound
+        | ErrorKind::AlreadyExists
+        | ErrorKind::NotADirectory
+        | ErrorKind::IsADirectory
+        | ErrorKind::DirectoryNotEmpty
+        | ErrorKind::PermissionDenied => 550,
+        ErrorKind::InvalidPath => 553,
+        ErrorKind::Unsupported => 502,
+        ErrorKind::NoSpace => 452,
+        ErrorKind::Unavailable => 450,
+        ErrorKind::Internal => 451,
     };
-    Reply::new(code, text)
+    Reply::new(code, format!("{}.", error.client_message()))
 }
 
 #[cfg(test)]
@@ -80,9 +81,9 @@ mod tests {
             (ErrorKind::Unavailable, 450),
             (ErrorKind::Internal, 451),
         ] {
-            let reply = for_error(&Error::new(kind, "the store's own words"));
+            let reply = for_error(&Error::new(kind, "s3://bucket/alice/secret: boom"));
             assert_eq!(reply.code, expected, "{kind:?}");
-            assert!(!reply.text.contains("store"), "{kind:?}");
+            assert!(!reply.text.contains("secret"), "{kind:?}");
         }
     }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use wharf_audit::{Activity, Event};
 use wharf_session::{ConnInfo, Session};
-use wharf_vfs::{Error, ErrorKind, Kind, UserFs, VirtualPath};
+use wharf_vfs::{Error, ErrorKind, Kind, OpenOptions, UserFs, VirtualPath};
 
 use crate::auth;
 use crate::control::{Control, LineError, split_command};
@@ -790,41 +790,17 @@ impl FtpSession {
         let Some((path, fs)) = self.transfer_target(operation, arg).await? else {
             return Ok(Next::Continue);
         };
-        if restart > 0 {
-            return self
-                .fail(&Error::new(
-                    ErrorKind::Unsupported,
-                    "resuming an upload (REST + STOR) is not supported",
-                ))
-                .await;
-        }
-        if append {
-            // APPE to a file that does not exist (or is empty) is a STOR;
-            // appending to data is not supported yet. A file the user may
-            // not even look at is refused, never replaced.
-            match fs.stat(&path).await {
-                Err(error) if error.kind == ErrorKind::NotFound => {}
-                Ok(meta) if meta.kind == Kind::File && meta.size == 0 => {}
-                Ok(meta) if meta.kind == Kind::Directory => {
-                    return self
-                        .fail(&Error::new(
-                            ErrorKind::IsADirectory,
-                            format!("{path}: a directory"),
-                        ))
-                        .await;
-                }
-                Ok(_) => {
-                    return self
-                        .fail(&Error::new(
-                            ErrorKind::Unsupported,
-                            "appending to a file is not supported",
-                        ))
-                        .await;
-                }
-                Err(error) => return self.fail(&error).await,
-            }
-        }
-        let writer = match fs.open_write(&path, "CREATE|TRUNCATE|WRITE").await {
+        // STOR replaces; APPE appends; REST n + STOR resumes at n. What
+        // each means on an existing file is UserFs's decision, the same as
+        // for an SFTP OPEN with the equivalent flags.
+        let options = OpenOptions {
+            create: true,
+            truncate: !append && restart == 0,
+            append,
+            offset: restart,
+            ..OpenOptions::default()
+        };
+        let writer = match fs.open_write(&path, options).await {
             Ok(writer) => writer,
             Err(error) => return self.fail(&error).await,
         };

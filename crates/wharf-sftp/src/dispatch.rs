@@ -22,7 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use wharf_vfs::{
-    DirListing, Error, FileReader, FileWriter, Metadata, UserFs, VirtualPath, WriteOptions,
+    DirListing, Error, FileReader, FileWriter, Metadata, OpenOptions, UserFs, VirtualPath,
 };
 
 use crate::codec::{
@@ -538,49 +538,13 @@ fn unix_time(time: Option<SystemTime>) -> u32 {
 
 fn attrs_of(meta: &Metadata) -> Attrs {
     let kind_bits = if meta.is_dir() { 0o040000 } else { 0o100000 };
-    let permissions = meta
-        .mode
-        .unwrap_or(if meta.is_dir() { 0o755 } else { 0o644 })
-        & 0o7777;
     let mtime = unix_time(meta.modified);
     Attrs {
         size: Some(meta.size),
         uid_gid: None,
-        permissions: Some(kind_bits | permissions),
+        permissions: Some(kind_bits | meta.permissions()),
         times: meta.modified.map(|_| (mtime, mtime)),
     }
-}
-
-/// `ls -l` style line, as OpenSSH's sftp-server writes it.
-fn longname(name: &str, meta: &Metadata, owner: &str) -> String {
-    let attrs = attrs_of(meta);
-    let mode = attrs.permissions.unwrap_or(0);
-    let mut perms = String::with_capacity(10);
-    perms.push(if meta.is_dir() { 'd' } else { '-' });
-    for shift in [6, 3, 0] {
-        let bits = (mode >> shift) & 7;
-        perms.push(if bits & 4 != 0 { 'r' } else { '-' });
-        perms.push(if bits & 2 != 0 { 'w' } else { '-' });
-        perms.push(if bits & 1 != 0 { 'x' } else { '-' });
-    }
-    let when = meta
-        .modified
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| {
-            time::OffsetDateTime::from_unix_timestamp(i64::try_from(d.as_secs()).ok()?).ok()
-        })
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    let recent = (time::OffsetDateTime::now_utc() - when).whole_days().abs() < 180;
-    let format = if recent {
-        time::macros::format_description!("[month repr:short] [day padding:space] [hour]:[minute]")
-    } else {
-        time::macros::format_description!("[month repr:short] [day padding:space]  [year]")
-    };
-    let date = when.format(&format).unwrap_or_default();
-    format!(
-        "{perms}    1 {owner:<8} {owner:<8} {size:>8} {date} {name}",
-        size = meta.size
-    )
 }
 
 fn times_of(attrs: &Attrs) -> Option<SystemTime> {
@@ -667,13 +631,20 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
                         Ok(Some(codec::status(id, StatusCode::Eof, "End of directory")))
                     }
                     Some(entries) => {
+                        let now = SystemTime::now();
                         let mut reply = Reply::new(codec::SSH_FXP_NAME, id, entries.len() * 128);
                         reply.u32(u32::try_from(entries.len()).unwrap_or(0));
                         for entry in &entries {
                             reply
                                 .string(entry.name.as_bytes())
                                 .string(
-                                    longname(&entry.name, &entry.meta, &shared.owner).as_bytes(),
+                                    wharf_vfs::ls_line(
+                                        &entry.name,
+                                        &entry.meta,
+                                        &shared.owner,
+                                        now,
+                                    )
+                                    .as_bytes(),
                                 )
                                 .attrs(&attrs_of(&entry.meta));
                         }
@@ -682,20 +653,21 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSem
                 }
             }
             Request::Fstat { handle } => {
-                let Some((_, path, reader)) = shared.handle_path(&handle) else {
-                    return Ok(Some(codec::status(
+                // An open handle needs no new authorization (SPEC 4): a
+                // user who may read a file but not list it can still fstat
+                // what it opened. (Write handles answer from their worker.)
+                match shared.handle_path(&handle) {
+                    Some((_, _, Some(reader))) => {
+                        Ok(Some(codec::attrs(id, &attrs_of(&reader.metadata()))))
+                    }
+                    Some((HandleKind::Dir, ..)) => {
+                        Ok(Some(codec::attrs(id, &attrs_of(&Metadata::directory()))))
+                    }
+                    _ => Ok(Some(codec::status(
                         id,
                         StatusCode::Failure,
                         "invalid handle",
-                    )));
-                };
-                match reader {
-                    Some(reader) => {
-                        let mut meta = fs.stat(&path).await?;
-                        meta.size = reader.size();
-                        Ok(Some(codec::attrs(id, &attrs_of(&meta))))
-                    }
-                    None => Ok(Some(codec::attrs(id, &attrs_of(&fs.stat(&path).await?)))),
+                    ))),
                 }
             }
             Request::Fsetstat { handle, attrs } => {
@@ -858,32 +830,15 @@ async fn open(
             None => codec::status(id, StatusCode::Failure, "too many open handles"),
         });
     }
-    if flags & SSH_FXF_APPEND != 0 {
-        return Ok(codec::status(
-            id,
-            StatusCode::OpUnsupported,
-            "appending to a file is not supported",
-        ));
-    }
-    let mut mode = String::new();
-    for (bit, name) in [
-        (SSH_FXF_CREAT, "CREATE"),
-        (SSH_FXF_TRUNC, "TRUNCATE"),
-        (SSH_FXF_EXCL, "EXCLUSIVE"),
-        (SSH_FXF_READ, "READ"),
-    ] {
-        if flags & bit != 0 {
-            mode.push_str(name);
-            mode.push('|');
-        }
-    }
-    mode.push_str("WRITE");
-    let options = WriteOptions {
+    let options = OpenOptions {
         create: flags & SSH_FXF_CREAT != 0,
         truncate: flags & SSH_FXF_TRUNC != 0,
         exclusive: flags & SSH_FXF_CREAT != 0 && flags & SSH_FXF_EXCL != 0,
+        append: flags & SSH_FXF_APPEND != 0,
+        read: flags & SSH_FXF_READ != 0,
+        offset: 0,
     };
-    let mut writer = fs.open_write_with(&path, options, &mode).await?;
+    let mut writer = fs.open_write(&path, options).await?;
     if let Some(modified) = times_of(attrs) {
         writer.set_modified(modified);
     }

@@ -4,27 +4,49 @@ use wharf_vfs::{Error, ErrorKind};
 
 use crate::codec::StatusCode;
 
-/// The status code and the message the client sees. Messages never include
-/// store keys (under LOGICAL mappings those would reveal the real layout),
-/// except where the message is ours and about the request itself.
+/// The status code and the message the client sees: the text is
+/// [`Error::client_message`] (fixed per kind, or our own words about the
+/// request), never a store's message, which may name keys or S3 URLs.
 pub fn for_error(error: &Error) -> (StatusCode, String) {
-    match error.kind {
-        ErrorKind::NotFound => (StatusCode::NoSuchFile, "No such file".into()),
-        ErrorKind::NotADirectory => (StatusCode::NoSuchFile, "Not a directory".into()),
-        ErrorKind::PermissionDenied => (StatusCode::PermissionDenied, "Permission denied".into()),
-        ErrorKind::AlreadyExists => (StatusCode::Failure, "File exists".into()),
-        ErrorKind::IsADirectory => (StatusCode::Failure, "Is a directory".into()),
-        ErrorKind::DirectoryNotEmpty => (StatusCode::Failure, "Directory not empty".into()),
-        ErrorKind::InvalidPath => (
-            StatusCode::BadMessage,
-            format!("Invalid path: {}", error.message),
-        ),
-        ErrorKind::Unsupported => (StatusCode::OpUnsupported, error.message.clone()),
-        ErrorKind::NoSpace => (StatusCode::Failure, "No space left on the store".into()),
-        ErrorKind::Unavailable => (
-            StatusCode::Failure,
-            "Storage is temporarily unavailable".into(),
-        ),
-        ErrorKind::Internal => (StatusCode::Failure, "Failure".into()),
+    let code = match error.kind {
+        ErrorKind::NotFound | ErrorKind::NotADirectory => StatusCode::NoSuchFile,
+        ErrorKind::PermissionDenied => StatusCode::PermissionDenied,
+        ErrorKind::InvalidPath => StatusCode::BadMessage,
+        ErrorKind::Unsupported => StatusCode::OpUnsupported,
+        ErrorKind::AlreadyExists
+        | ErrorKind::IsADirectory
+        | ErrorKind::DirectoryNotEmpty
+        | ErrorKind::NoSpace
+        | ErrorKind::Unavailable
+        | ErrorKind::Internal => StatusCode::Failure,
+    };
+    (code, error.client_message().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_details_never_reach_the_client() {
+        for kind in [
+            ErrorKind::NotFound,
+            ErrorKind::AlreadyExists,
+            ErrorKind::NotADirectory,
+            ErrorKind::IsADirectory,
+            ErrorKind::DirectoryNotEmpty,
+            ErrorKind::PermissionDenied,
+            ErrorKind::InvalidPath,
+            ErrorKind::Unsupported,
+            ErrorKind::NoSpace,
+            ErrorKind::Unavailable,
+            ErrorKind::Internal,
+        ] {
+            let (_, text) = for_error(&Error::new(kind, "s3://bucket/alice/secret: boom"));
+            assert!(
+                !text.contains("s3://") && !text.contains("secret"),
+                "{kind:?}: {text}"
+            );
+        }
     }
 }

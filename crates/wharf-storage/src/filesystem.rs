@@ -367,6 +367,7 @@ impl Store for FilesystemStore {
             Ok(Box::new(FsReader {
                 file: Arc::new(File::from(fd)),
                 size: u64::try_from(stat.st_size).unwrap_or(0),
+                modified: meta_of(&stat).modified,
             }) as Box<dyn Reader>)
         })
         .await
@@ -645,12 +646,17 @@ impl Lister for FsLister {
 struct FsReader {
     file: Arc<File>,
     size: u64,
+    modified: Option<SystemTime>,
 }
 
 #[async_trait]
 impl Reader for FsReader {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn modified(&self) -> Option<SystemTime> {
+        self.modified
     }
 
     async fn read_at(&self, offset: u64, len: usize, mut buf: BytesMut) -> Result<BytesMut> {
@@ -771,6 +777,10 @@ impl Writer for FsWriter {
     async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
         if let Some(error) = &self.failed {
             return Err(error.clone());
+        }
+        if data.is_empty() {
+            // A zero-length write is legal (SFTP) and changes nothing.
+            return Ok(());
         }
         let contiguous = offset == self.pending_offset + self.pending_len as u64;
         if !contiguous || self.pending_len + data.len() > WRITE_BUFFER_BYTES {

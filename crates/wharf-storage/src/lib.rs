@@ -365,6 +365,11 @@ pub trait Reader: Send + Sync {
     /// The object's size when it was opened.
     fn size(&self) -> u64;
 
+    /// The object's modification time when it was opened, where known.
+    fn modified(&self) -> Option<SystemTime> {
+        None
+    }
+
     /// Appends up to `len` bytes read at `offset` to `buf` and returns it;
     /// fewer bytes only at the end of the object (none past it).
     async fn read_at(&self, offset: u64, len: usize, buf: BytesMut) -> Result<BytesMut>;

@@ -546,7 +546,7 @@ impl Store for S3Store {
             self.inner.op.clone(),
             self.bucket().to_owned(),
             key.as_str().to_owned(),
-            meta.size,
+            &meta,
             config.read_chunk_size as u64,
             config.read_ahead as u64,
             self.inner.stats.clone(),

@@ -38,7 +38,8 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    fn directory() -> Metadata {
+    /// A directory with no further metadata.
+    pub fn directory() -> Metadata {
         Metadata {
             kind: Kind::Directory,
             size: 0,
@@ -63,24 +64,56 @@ impl From<Meta> for Metadata {
     }
 }
 
-/// What opening a file for writing expects of an existing file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WriteOptions {
+/// How a file is opened for writing, in protocol-neutral terms: front-ends
+/// translate their wire requests (SFTP OPEN flags, FTP STOR/APPE/REST) into
+/// this, and [`UserFs::open_write`] alone decides what each combination
+/// means, so the protocols cannot drift apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpenOptions {
     /// A missing file is created (else it is an error).
     pub create: bool,
     /// An existing file is replaced (else only an empty one may be).
     pub truncate: bool,
     /// An existing file is an error.
     pub exclusive: bool,
+    /// Writes go to the end of an existing file (SFTP APPEND, FTP APPE).
+    pub append: bool,
+    /// The file is also opened for reading (SFTP READ|WRITE); logged only.
+    pub read: bool,
+    /// Where the client will start writing (FTP REST before STOR).
+    pub offset: u64,
 }
 
-impl WriteOptions {
-    /// Create or replace.
-    pub const REPLACE: WriteOptions = WriteOptions {
+impl OpenOptions {
+    /// Create or replace (FTP STOR, SFTP CREAT|TRUNC).
+    pub const REPLACE: OpenOptions = OpenOptions {
         create: true,
         truncate: true,
         exclusive: false,
+        append: false,
+        read: false,
+        offset: 0,
     };
+
+    /// The `mode` of the OPEN log line, in the order AWS Transfer Family
+    /// writes it: `CREATE|TRUNCATE|WRITE`.
+    pub fn mode_label(&self) -> String {
+        let mut mode = String::new();
+        for (set, name) in [
+            (self.create, "CREATE"),
+            (self.truncate, "TRUNCATE"),
+            (self.exclusive, "EXCLUSIVE"),
+            (self.append, "APPEND"),
+            (self.read, "READ"),
+        ] {
+            if set {
+                mode.push_str(name);
+                mode.push('|');
+            }
+        }
+        mode.push_str("WRITE");
+        mode
+    }
 }
 
 /// One entry of a directory listing.
@@ -228,8 +261,22 @@ impl UserFs {
         );
     }
 
-    /// Metadata of a file or directory.
+    /// Whether `path` is a directory above the home (PATH homes: `/STORE`,
+    /// `/STORE/home` for `/STORE/home/alice`). SPEC section 3: these are
+    /// always traversable, whatever the policies say.
+    fn is_above_home(&self, path: &VirtualPath) -> bool {
+        self.home().starts_with(path) && path != self.home()
+    }
+
+    /// Metadata of a file or directory. Authorized as AWS Transfer Family
+    /// does with HeadObject or a one-key listing: allowed when the policies
+    /// allow `s3:ListBucket` with `s3:prefix` = the key, or `s3:GetObject`
+    /// on the key (so read-only and write-only drop boxes work); a denied
+    /// stat is "permission denied" whether or not the path exists.
     pub async fn stat(&self, path: &VirtualPath) -> Result<Metadata> {
+        if self.is_above_home(path) {
+            return Ok(Metadata::directory());
+        }
         match self.resolve(path)? {
             Resolved::Virtual => Ok(Metadata::directory()),
             Resolved::Unmapped => Err(Error::not_found(path)),
@@ -238,21 +285,14 @@ impl UserFs {
                 key,
                 is_mount_point,
             } => {
-                self.authorize(
-                    "STAT",
-                    path,
-                    AccessRequest {
-                        action: Action::ListBucket,
-                        store: &mount.store.name,
-                        key: key.as_str(),
-                        delimiter: None,
-                        object_tags: &[],
-                    },
-                )?;
+                self.authorize_stat(path, mount, &key).await?;
                 match mount.store.store.head(&key).await? {
                     Some(meta) => Ok(meta.into()),
-                    // A mapping target that does not exist yet is an empty directory.
-                    None if is_mount_point && mount.kind == MountKind::Directory => {
+                    // A mapping target or a PATH home that does not exist
+                    // yet is an empty directory.
+                    None if (is_mount_point && mount.kind == MountKind::Directory)
+                        || path == self.home() =>
+                    {
                         Ok(Metadata::directory())
                     }
                     None => Err(Error::not_found(path)),
@@ -261,8 +301,38 @@ impl UserFs {
         }
     }
 
+    /// `stat`'s decision: a one-key listing, else a HeadObject.
+    async fn authorize_stat(&self, path: &VirtualPath, mount: &Mount, key: &Key) -> Result<()> {
+        let listing = AccessRequest {
+            action: Action::ListBucket,
+            store: &mount.store.name,
+            key: key.as_str(),
+            delimiter: None,
+            object_tags: &[],
+        };
+        if self.inner.authorizer.authorize(&listing).is_ok() {
+            return Ok(());
+        }
+        let object_tags = self.object_tags(mount, key).await?;
+        let head = AccessRequest {
+            action: Action::GetObject,
+            object_tags: &object_tags,
+            ..listing
+        };
+        if self.inner.authorizer.authorize(&head).is_ok() {
+            return Ok(());
+        }
+        // Logged as the listing that was denied (the usual grant for stat).
+        self.authorize("STAT", path, listing)
+    }
+
     /// Lists a directory, page by page.
     pub async fn list(&self, path: &VirtualPath) -> Result<DirListing> {
+        if self.is_above_home(path)
+            && let Resolved::Object { mount, key, .. } = self.resolve(path)?
+        {
+            return self.list_above_home(path, mount, &key).await;
+        }
         let (store_lister, mapped_names) = match self.resolve(path)? {
             Resolved::Unmapped => return Err(Error::not_found(path)),
             Resolved::Virtual => (None, false),
@@ -289,19 +359,28 @@ impl UserFs {
                         object_tags: &[],
                     },
                 )?;
-                if !is_mount_point {
+                let exists = if is_mount_point {
+                    true
+                } else {
                     match mount.store.store.head(&key).await? {
-                        Some(meta) if meta.kind == Kind::Directory => {}
+                        Some(meta) if meta.kind == Kind::Directory => true,
                         Some(_) => {
                             return Err(Error::new(
                                 ErrorKind::NotADirectory,
                                 format!("{path}: not a directory"),
                             ));
                         }
+                        // A PATH home that does not exist yet lists as empty.
+                        None if path == self.home() => false,
                         None => return Err(Error::not_found(path)),
                     }
-                }
-                (Some(mount.store.store.list(&key).await?), true)
+                };
+                let lister = if exists {
+                    Some(mount.store.store.list(&key).await?)
+                } else {
+                    None
+                };
+                (lister, true)
             }
         };
         let mut virtual_entries = VecDeque::new();
@@ -326,6 +405,54 @@ impl UserFs {
             virtual_entries,
             shadowed,
             store: store_lister,
+        })
+    }
+
+    /// A directory above a PATH home: at least the next directory toward
+    /// the home, plus what the policies let the user list there (a denied
+    /// listing is not an error here, and not logged: it is the usual case).
+    async fn list_above_home(
+        &self,
+        path: &VirtualPath,
+        mount: &Mount,
+        key: &Key,
+    ) -> Result<DirListing> {
+        let toward_home = self
+            .home()
+            .strip_prefix(path)
+            .and_then(|rest| rest.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let prefix = dir_key(key);
+        let allowed = self
+            .inner
+            .authorizer
+            .authorize(&AccessRequest {
+                action: Action::ListBucket,
+                store: &mount.store.name,
+                key: &prefix,
+                delimiter: Some("/"),
+                object_tags: &[],
+            })
+            .is_ok();
+        let store = if allowed && mount.store.store.head(key).await?.is_some() {
+            Some(mount.store.store.list(key).await?)
+        } else {
+            None
+        };
+        let mut virtual_entries = VecDeque::new();
+        let mut shadowed = std::collections::HashSet::new();
+        if !toward_home.is_empty() {
+            shadowed.insert(toward_home.clone());
+            virtual_entries.push_back(DirEntry {
+                name: toward_home,
+                meta: Metadata::directory(),
+            });
+        }
+        Ok(DirListing {
+            virtual_entries,
+            shadowed,
+            store,
         })
     }
 
@@ -435,23 +562,20 @@ impl UserFs {
         })
     }
 
-    /// Opens a file for writing, replacing it if it exists (`STOR`, or
-    /// SFTP OPEN with CREAT|TRUNC). `mode` is logged.
-    pub async fn open_write(&self, path: &VirtualPath, mode: &str) -> Result<FileWriter> {
-        self.open_write_with(path, WriteOptions::REPLACE, mode)
-            .await
-    }
-
     /// Opens a file for writing. Nothing is visible under `path` until
     /// [`FileWriter::close`] succeeds. The existence checks that `options`
-    /// ask for are part of the write and need only `s3:PutObject`, as a PUT
-    /// would. `mode` is logged (`CREATE|TRUNCATE|WRITE`).
-    pub async fn open_write_with(
-        &self,
-        path: &VirtualPath,
-        options: WriteOptions,
-        mode: &str,
-    ) -> Result<FileWriter> {
+    /// ask for are part of the write and need only `s3:PutObject`, as a
+    /// conditional PUT would. What each combination of options means is
+    /// decided here, for every protocol:
+    /// - an existing directory: "is a directory";
+    /// - `exclusive` and the file exists: "file exists";
+    /// - a write that would keep existing data (no `truncate`, `append`, or
+    ///   a start `offset`) on a non-empty file, or a start `offset` at all:
+    ///   unsupported (in-place updates and resumed uploads are not built);
+    ///   appending to a missing or empty file is an upload like any other;
+    /// - no `create` and the file is missing: "no such file".
+    pub async fn open_write(&self, path: &VirtualPath, options: OpenOptions) -> Result<FileWriter> {
+        Self::check_new_name(path)?;
         let (mount, key) = self.writable(path, "OPEN")?;
         self.authorize(
             "OPEN",
@@ -477,14 +601,24 @@ impl UserFs {
                     format!("{path}: already exists"),
                 ));
             }
-            Some(meta) if !options.truncate && meta.size > 0 => {
-                return Err(Error::new(
+            Some(meta) if (!options.truncate || options.append) && meta.size > 0 => {
+                return Err(Error::public(
                     ErrorKind::Unsupported,
-                    "updating an existing file in place (resume) is not supported; replace it instead",
+                    if options.append {
+                        "appending to an existing file is not supported; upload the whole file instead"
+                    } else {
+                        "updating an existing file in place (resume) is not supported; replace it instead"
+                    },
                 ));
             }
             None if !options.create => return Err(Error::not_found(path)),
             _ => {}
+        }
+        if options.offset > 0 {
+            return Err(Error::public(
+                ErrorKind::Unsupported,
+                "resuming an upload at an offset is not supported; upload the whole file instead",
+            ));
         }
         let log_path = store_path(mount, &key);
         let writer = match mount.store.store.open_write(&key).await {
@@ -499,7 +633,7 @@ impl UserFs {
             Activity::Open,
             &Event {
                 path: Some(&log_path),
-                mode: Some(mode),
+                mode: Some(&options.mode_label()),
                 ..Event::default()
             },
         );
@@ -511,6 +645,19 @@ impl UserFs {
             bytes_in: 0,
             random_write: mount.store.store.capabilities().random_write,
         })
+    }
+
+    /// A name for something new (upload, mkdir, rename target) must hold no
+    /// control character (SPEC section 5).
+    fn check_new_name(path: &VirtualPath) -> Result<()> {
+        if crate::display::is_acceptable_name(path.as_str()) {
+            Ok(())
+        } else {
+            Err(Error::public(
+                ErrorKind::InvalidPath,
+                "file names may not contain control characters",
+            ))
+        }
     }
 
     /// The mount and key of a path that may be written or removed: inside a
@@ -569,6 +716,7 @@ impl UserFs {
 
     /// Creates a directory.
     pub async fn mkdir(&self, path: &VirtualPath) -> Result<()> {
+        Self::check_new_name(path)?;
         let (mount, key) = match self.resolve(path)? {
             Resolved::Virtual => {
                 return Err(Error::new(
@@ -608,8 +756,14 @@ impl UserFs {
         )
     }
 
-    /// Removes an empty directory.
+    /// Removes an empty directory (never the home or a directory above it).
     pub async fn rmdir(&self, path: &VirtualPath) -> Result<()> {
+        if self.home().starts_with(path) {
+            return Err(Error::public(
+                ErrorKind::PermissionDenied,
+                "the home directory cannot be removed",
+            ));
+        }
         let (mount, key) = match self.resolve(path)? {
             Resolved::Object {
                 is_mount_point: true,
@@ -656,6 +810,7 @@ impl UserFs {
     /// Renames a file (or a directory, where the store can). With `replace`
     /// false an existing destination is an error.
     pub async fn rename(&self, from: &VirtualPath, to: &VirtualPath, replace: bool) -> Result<()> {
+        Self::check_new_name(to)?;
         let (from_mount, from_key) = self.writable(from, "RENAME")?;
         let (to_mount, to_key) = self.writable(to, "RENAME")?;
         if from_mount.kind == MountKind::File || to_mount.kind == MountKind::File {
@@ -839,7 +994,12 @@ impl DirListing {
                         .into_iter()
                         .filter(|e| !self.shadowed.contains(&e.name))
                         .map(|e| DirEntry {
-                            name: e.name,
+                            // Never raw: a control character in a stored
+                            // name would forge listing lines.
+                            name: match crate::display_name(&e.name) {
+                                std::borrow::Cow::Borrowed(_) => e.name,
+                                std::borrow::Cow::Owned(shown) => shown,
+                            },
                             meta: e.meta.into(),
                         })
                         .collect();
@@ -866,6 +1026,17 @@ impl FileReader {
     /// The size when opened.
     pub fn size(&self) -> u64 {
         self.reader.size()
+    }
+
+    /// The file's metadata when it was opened (`fstat`: an open handle
+    /// needs no new authorization).
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            kind: Kind::File,
+            size: self.reader.size(),
+            modified: self.reader.modified(),
+            mode: None,
+        }
     }
 
     /// Appends up to `len` bytes at `offset` to `buf`; fewer only at the end.
@@ -909,6 +1080,11 @@ fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// The largest file anyone may write: S3's object size limit, for every
+/// kind of store (a 1-byte write at 1 TiB would otherwise make a sparse
+/// file the size of the offset, or wrap around near 2^64).
+pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
+
 /// A file being written. Dropping it unclosed discards the upload.
 pub struct FileWriter {
     writer: Option<Box<dyn Writer>>,
@@ -926,12 +1102,22 @@ impl FileWriter {
     }
 
     /// Writes at `offset`. An error may belong to an earlier buffered write.
+    /// Nothing may end beyond [`MAX_OBJECT_BYTES`].
     pub async fn write_at(&mut self, offset: u64, data: Bytes) -> Result<()> {
+        let len = data.len() as u64;
+        if offset
+            .checked_add(len)
+            .is_none_or(|end| end > MAX_OBJECT_BYTES)
+        {
+            return Err(Error::public(
+                ErrorKind::NoSpace,
+                "a file may not be larger than 5 TiB",
+            ));
+        }
         let writer = self
             .writer
             .as_mut()
             .ok_or_else(|| Error::new(ErrorKind::Internal, "write after close"))?;
-        let len = data.len() as u64;
         writer.write_at(offset, data).await?;
         self.bytes_in += len;
         Ok(())

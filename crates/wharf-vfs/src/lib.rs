@@ -17,15 +17,18 @@
 //! - [`VirtualPath`] and [`Namespace`] do no I/O.
 
 mod authorize;
+mod display;
 mod error;
 mod fs;
 mod namespace;
 mod path;
 
 pub use authorize::{AccessRequest, Action, Authorizer, Denied, Target};
+pub use display::{display_name, ls_line};
 pub use error::{Error, ErrorKind, Result};
 pub use fs::{
-    AuditContext, DirEntry, DirListing, FileReader, FileWriter, Metadata, UserFs, WriteOptions,
+    AuditContext, DirEntry, DirListing, FileReader, FileWriter, MAX_OBJECT_BYTES, Metadata,
+    OpenOptions, UserFs,
 };
 pub use namespace::{Mount, MountKind, Namespace, Resolved, StoreHandle};
 pub use path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathError, VirtualPath};

@@ -42,10 +42,20 @@ impl Input for PipeInput {
     }
 }
 
-struct ChunkOutput(mpsc::UnboundedSender<Bytes>);
+/// Replies to a channel; or, when `stuck`, a client that never opens its
+/// window: every send waits until the connection is gone (as russh's
+/// writer does), then fails.
+struct ChunkOutput {
+    tx: mpsc::UnboundedSender<Bytes>,
+    stuck: Option<tokio_util::sync::CancellationToken>,
+}
 impl Output for ChunkOutput {
     async fn send(&mut self, data: Bytes) -> Result<(), ()> {
-        self.0.send(data).map_err(|_| ())
+        if let Some(gone) = &self.stuck {
+            gone.cancelled().await;
+            return Err(());
+        }
+        self.tx.send(data).map_err(|_| ())
     }
 }
 
@@ -81,6 +91,10 @@ fn put_str(buf: &mut BytesMut, s: &[u8]) {
 
 impl Harness {
     async fn start() -> Harness {
+        Harness::start_with(None).await
+    }
+
+    async fn start_with(stuck: Option<tokio_util::sync::CancellationToken>) -> Harness {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("store");
         let store = Arc::new(StoreHandle {
@@ -115,7 +129,10 @@ impl Harness {
                 pipe: input.clone(),
                 consumed: consumed.clone(),
             },
-            ChunkOutput(tx),
+            ChunkOutput {
+                tx,
+                stuck: stuck.clone(),
+            },
         ));
         let mut harness = Harness {
             _dir: dir,
@@ -130,8 +147,10 @@ impl Harness {
         init.put_u8(SSH_FXP_INIT);
         init.put_u32(3);
         harness.send(frame(init)).await;
-        let version = harness.reply().await;
-        assert_eq!(version[0], SSH_FXP_VERSION);
+        if stuck.is_none() {
+            let version = harness.reply().await;
+            assert_eq!(version[0], SSH_FXP_VERSION);
+        }
         harness
     }
 
@@ -302,4 +321,67 @@ async fn invalid_handles_and_unknown_requests_get_status_replies() {
     h.send(request(SSH_FXP_STAT, 8, |b| put_str(b, b"/missing")))
         .await;
     assert_eq!(h.status().await, (8, StatusCode::NoSuchFile as u32));
+}
+
+#[tokio::test]
+async fn input_is_given_back_as_window_once_taken() {
+    let mut h = Harness::start().await;
+    let mut sent = 0;
+    for i in 0..20u32 {
+        let packet = request(SSH_FXP_REALPATH, i, |b| put_str(b, b"."));
+        sent += packet.len();
+        h.send(packet).await;
+    }
+    for _ in 0..20 {
+        assert_eq!(h.reply().await[0], SSH_FXP_NAME);
+    }
+    // INIT (9 bytes) and every request were consumed.
+    assert_eq!(
+        h.consumed.load(std::sync::atomic::Ordering::Relaxed),
+        sent + 9
+    );
+}
+
+/// A client that asks for far more than the session may hold and never
+/// reads a reply: the session stops taking its input (so its SSH window
+/// closes) instead of buffering, and when it disconnects everything ends
+/// at once: no waiting for the window, no handle left open.
+// Paused time: a sleep returns only once every task is idle (blocked),
+// which is the moment to look at what the session took.
+#[tokio::test(start_paused = true)]
+async fn a_client_that_never_reads_is_held_back_and_freed_when_it_leaves() {
+    let gone = tokio_util::sync::CancellationToken::new();
+    let h = Harness::start_with(Some(gone.clone())).await;
+    std::fs::write(h.root.join("r.bin"), vec![7u8; 1 << 20]).unwrap();
+    // OPEN is answered into the stuck output; handles are numbered from 1.
+    h.send(request(SSH_FXP_OPEN, 1, |b| {
+        put_str(b, b"/r.bin");
+        b.put_u32(SSH_FXF_READ);
+        b.put_u32(0);
+    }))
+    .await;
+    let handle = 1u32.to_be_bytes();
+    // 3000 READs of 255 KiB: about 750 MiB of replies, many times the budget.
+    let mut sent = 9;
+    for i in 0..3000u32 {
+        let packet = request(SSH_FXP_READ, 10 + i, |b| {
+            put_str(b, &handle);
+            b.put_u64(0);
+            b.put_u32(MAX_IO_BYTES as u32);
+        });
+        sent += packet.len();
+        h.send(packet).await;
+    }
+    // The session takes input until its budget is spent, then stops.
+    tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+    let consumed = h.consumed.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(consumed < sent, "took all {sent} bytes of input");
+    // The client disconnects: the session ends promptly.
+    h.input.gone();
+    gone.cancel();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(3), h.session)
+        .await
+        .expect("the session did not end")
+        .unwrap();
+    assert_eq!(ended, Ended::Eof);
 }

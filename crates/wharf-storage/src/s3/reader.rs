@@ -55,6 +55,7 @@ pub(crate) struct S3Reader {
     bucket: Arc<str>,
     key: String,
     size: u64,
+    modified: Option<std::time::SystemTime>,
     chunk: u64,
     ahead: u64,
     stats: Arc<Stats>,
@@ -66,7 +67,7 @@ impl S3Reader {
         op: Operator,
         bucket: String,
         key: String,
-        size: u64,
+        meta: &crate::Meta,
         chunk: u64,
         ahead: u64,
         stats: Arc<Stats>,
@@ -75,7 +76,8 @@ impl S3Reader {
             op,
             bucket: bucket.into(),
             key,
-            size,
+            size: meta.size,
+            modified: meta.modified,
             chunk: chunk.max(1),
             ahead,
             stats,
@@ -227,6 +229,10 @@ impl S3Reader {
 impl Reader for S3Reader {
     fn size(&self) -> u64 {
         self.size
+    }
+
+    fn modified(&self) -> Option<std::time::SystemTime> {
+        self.modified
     }
 
     async fn read_at(&self, offset: u64, len: usize, mut buf: BytesMut) -> Result<BytesMut> {

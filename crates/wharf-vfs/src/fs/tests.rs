@@ -6,7 +6,7 @@ use parking_lot::Mutex;
 use wharf_storage::filesystem::FilesystemStore;
 
 use super::*;
-use crate::authorize::{HomeTargets, Target};
+use crate::authorize::{Denied, HomeTargets, Target};
 use crate::namespace::StoreHandle;
 
 #[derive(Clone, Default)]
@@ -126,10 +126,7 @@ async fn names(fs: &UserFs, path: &str) -> Vec<String> {
 }
 
 async fn put(fs: &UserFs, path: &str, data: &'static [u8]) {
-    let mut writer = fs
-        .open_write(&p(path), "CREATE|TRUNCATE|WRITE")
-        .await
-        .unwrap();
+    let mut writer = fs.open_write(&p(path), OpenOptions::REPLACE).await.unwrap();
     writer.write_at(0, Bytes::from_static(data)).await.unwrap();
     writer.close().await.unwrap();
 }
@@ -219,7 +216,7 @@ async fn mapped_directories_cannot_be_removed_or_overwritten() {
         ErrorKind::PermissionDenied
     );
     assert_eq!(
-        f.fs.open_write(&p("/reports"), "WRITE")
+        f.fs.open_write(&p("/reports"), OpenOptions::REPLACE)
             .await
             .err()
             .unwrap()
@@ -242,7 +239,10 @@ async fn mapped_directories_cannot_be_removed_or_overwritten() {
 #[tokio::test]
 async fn an_unclosed_upload_leaves_nothing_and_logs_partial_close() {
     let f = logical();
-    let mut writer = f.fs.open_write(&p("/big"), "WRITE").await.unwrap();
+    let mut writer =
+        f.fs.open_write(&p("/big"), OpenOptions::REPLACE)
+            .await
+            .unwrap();
     writer
         .write_at(0, Bytes::from(vec![1u8; 1000]))
         .await
@@ -305,12 +305,11 @@ async fn path_mode_with_the_default_role_stays_in_home() {
             "{denied}"
         );
     }
+    // Above the home: traversable, and listed with (at least) the way home.
+    assert_eq!(names(&fs, "/reports").await, ["alice"]);
+    assert!(fs.stat(&p("/reports")).await.unwrap().is_dir());
     assert_eq!(
-        fs.list(&p("/reports")).await.err().unwrap().kind,
-        ErrorKind::PermissionDenied
-    );
-    assert_eq!(
-        fs.open_write(&p("/other/x"), "WRITE")
+        fs.open_write(&p("/other/x"), OpenOptions::REPLACE)
             .await
             .err()
             .unwrap()
@@ -348,4 +347,245 @@ async fn hostile_paths_are_refused_before_any_store_is_touched() {
         f.fs.stat(&escaped).await.unwrap_err().kind,
         ErrorKind::NotFound
     );
+}
+
+/// An authorizer that allows exactly the listed (action, key) pairs on
+/// store `s` (key `*` = any key).
+struct Only(Vec<(Action, &'static str)>);
+
+impl Authorizer for Only {
+    fn authorize(&self, request: &AccessRequest<'_>) -> std::result::Result<(), Denied> {
+        let allowed = self
+            .0
+            .iter()
+            .any(|(action, key)| *action == request.action && (*key == "*" || *key == request.key));
+        if allowed {
+            Ok(())
+        } else {
+            Err(Denied {
+                reason: "not in the test list".into(),
+            })
+        }
+    }
+}
+
+/// PATH home `/s/users/alice` on store `s` (a filesystem store in a temp
+/// dir), with the given authorizer.
+fn path_home(authorizer: impl Authorizer) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let mounts = vec![Mount {
+        entry: p("/s"),
+        store: store(&root, "s"),
+        prefix: String::new(),
+        kind: MountKind::Directory,
+        inner_anchor: Some("users/alice".into()),
+    }];
+    let lines = Lines::default();
+    let fs = UserFs::new(
+        Namespace::new(mounts, p("/s/users/alice")),
+        Arc::new(authorizer),
+        audit(&lines),
+    );
+    Fixture {
+        _dir: dir,
+        root,
+        fs,
+        lines,
+    }
+}
+
+#[tokio::test]
+async fn a_path_home_that_does_not_exist_yet_and_the_way_to_it_are_traversable() {
+    // A role that may do everything inside the home and nothing else.
+    let f = path_home(HomeTargets::new(vec![Target {
+        store: "s".into(),
+        prefix: "users/alice".into(),
+        is_file: false,
+    }]));
+    assert!(!f.root.join("s/users/alice").exists());
+    for dir in ["/", "/s", "/s/users", "/s/users/alice"] {
+        assert!(f.fs.stat(&p(dir)).await.unwrap().is_dir(), "{dir}");
+    }
+    assert_eq!(names(&f.fs, "/s").await, ["users"]);
+    assert_eq!(names(&f.fs, "/s/users").await, ["alice"]);
+    assert!(names(&f.fs, "/s/users/alice").await.is_empty());
+    // The first write creates it; other users' directories stay closed.
+    put(&f.fs, "/s/users/alice/a/b.txt", b"x").await;
+    assert_eq!(names(&f.fs, "/s/users/alice").await, ["a"]);
+    std::fs::create_dir_all(f.root.join("s/users/bob")).unwrap();
+    assert_eq!(names(&f.fs, "/s/users").await, ["alice"]);
+    assert_eq!(
+        f.fs.stat(&p("/s/users/bob")).await.unwrap_err().kind,
+        ErrorKind::PermissionDenied
+    );
+    // The home and the directories above it cannot be removed.
+    for dir in ["/s/users/alice", "/s/users", "/s", "/"] {
+        let error = f.fs.rmdir(&p(dir)).await.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::PermissionDenied, "{dir}");
+    }
+}
+
+#[tokio::test]
+async fn stat_is_allowed_by_a_one_key_listing_or_by_get_object() {
+    // Read-only drop box: GetObject, no ListBucket.
+    let f = path_home(Only(vec![(Action::GetObject, "*")]));
+    std::fs::create_dir_all(f.root.join("s/users/alice")).unwrap();
+    std::fs::write(f.root.join("s/users/alice/report.csv"), b"1,2").unwrap();
+    let meta = f.fs.stat(&p("/s/users/alice/report.csv")).await.unwrap();
+    assert_eq!(meta.size, 3);
+    let reader =
+        f.fs.open_read(&p("/s/users/alice/report.csv"))
+            .await
+            .unwrap();
+    assert_eq!(reader.metadata().size, 3);
+    assert!(reader.metadata().modified.is_some());
+
+    // Write-only drop box: PutObject and a one-key listing, no GetObject.
+    let f = path_home(Only(vec![
+        (Action::PutObject, "*"),
+        (Action::ListBucket, "users/alice/in.csv"),
+    ]));
+    put(&f.fs, "/s/users/alice/in.csv", b"abc").await;
+    assert_eq!(
+        f.fs.stat(&p("/s/users/alice/in.csv")).await.unwrap().size,
+        3
+    );
+    assert_eq!(
+        f.fs.open_read(&p("/s/users/alice/in.csv"))
+            .await
+            .err()
+            .unwrap()
+            .kind,
+        ErrorKind::PermissionDenied
+    );
+
+    // Neither: denied whether or not the path exists, and logged.
+    let f = path_home(Only(vec![(Action::PutObject, "*")]));
+    put(&f.fs, "/s/users/alice/there", b"x").await;
+    for path in ["/s/users/alice/there", "/s/users/alice/not-there"] {
+        assert_eq!(
+            f.fs.stat(&p(path)).await.unwrap_err().kind,
+            ErrorKind::PermissionDenied,
+            "{path}"
+        );
+    }
+    assert!(f.lines.types().contains(&"ACCESS_DENIED".to_owned()));
+}
+
+#[tokio::test]
+async fn what_each_way_of_opening_for_writing_means() {
+    let f = logical();
+    put(&f.fs, "/full", b"data").await;
+    put(&f.fs, "/empty", b"").await;
+    let open = |path: &'static str, options: OpenOptions| {
+        let fs = f.fs.clone();
+        async move { fs.open_write(&p(path), options).await.map(drop) }
+    };
+    let append = OpenOptions {
+        create: true,
+        append: true,
+        ..OpenOptions::default()
+    };
+    let keep = OpenOptions {
+        create: true,
+        ..OpenOptions::default()
+    };
+    let exclusive = OpenOptions {
+        exclusive: true,
+        ..OpenOptions::REPLACE
+    };
+    let resume = OpenOptions {
+        create: true,
+        offset: 10,
+        ..OpenOptions::default()
+    };
+    let unsupported = |r: Result<()>| {
+        let error = r.unwrap_err();
+        assert_eq!(error.kind, ErrorKind::Unsupported);
+        // Our own words, shown to the client.
+        assert_ne!(error.client_message(), ErrorKind::Unsupported.client_text());
+    };
+    open("/full", OpenOptions::REPLACE).await.unwrap();
+    unsupported(open("/full", append).await);
+    unsupported(open("/full", keep).await);
+    unsupported(open("/new", resume).await);
+    open("/empty", append).await.unwrap();
+    open("/new", append).await.unwrap();
+    assert_eq!(
+        open("/full", exclusive).await.unwrap_err().kind,
+        ErrorKind::AlreadyExists
+    );
+    assert_eq!(
+        open("/missing", OpenOptions::default())
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::NotFound
+    );
+    let modes: Vec<String> = f
+        .lines
+        .activities()
+        .into_iter()
+        .filter(|l| l["activity-type"] == "OPEN")
+        .map(|l| l["mode"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        modes.contains(&"CREATE|TRUNCATE|WRITE".to_owned()),
+        "{modes:?}"
+    );
+    assert!(
+        modes.contains(&"CREATE|APPEND|WRITE".to_owned()),
+        "{modes:?}"
+    );
+}
+
+#[tokio::test]
+async fn control_characters_in_names() {
+    let f = logical();
+    for bad in ["/a\rb", "/new\nline", "/tab\tdir/x"] {
+        let error =
+            f.fs.open_write(&p(bad), OpenOptions::REPLACE)
+                .await
+                .err()
+                .unwrap();
+        assert_eq!(error.kind, ErrorKind::InvalidPath, "{bad:?}");
+        assert_eq!(
+            f.fs.mkdir(&p(bad)).await.unwrap_err().kind,
+            ErrorKind::InvalidPath
+        );
+    }
+    put(&f.fs, "/ok", b"x").await;
+    assert_eq!(
+        f.fs.rename(&p("/ok"), &p("/forged\r\nline"), false)
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::InvalidPath
+    );
+    // A name made outside wharf is listed escaped, never raw.
+    std::fs::write(f.root.join("default/home/alice/evil\r\nname"), b"x").unwrap();
+    let listed = names(&f.fs, "/").await;
+    assert!(
+        listed.contains(&"evil\\x0d\\x0aname".to_owned()),
+        "{listed:?}"
+    );
+}
+
+#[tokio::test]
+async fn writes_beyond_the_largest_object_are_refused_not_wrapped() {
+    let f = logical();
+    let mut writer =
+        f.fs.open_write(&p("/big"), OpenOptions::REPLACE)
+            .await
+            .unwrap();
+    for (offset, len) in [(MAX_OBJECT_BYTES, 1), (u64::MAX - 1, 2), (u64::MAX, 1)] {
+        let error = writer
+            .write_at(offset, Bytes::from(vec![0u8; len]))
+            .await
+            .unwrap_err();
+        assert_eq!(error.kind, ErrorKind::NoSpace, "{offset}");
+    }
+    writer.write_at(0, Bytes::from_static(b"ok")).await.unwrap();
+    writer.close().await.unwrap();
 }
