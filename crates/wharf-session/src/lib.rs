@@ -156,6 +156,15 @@ impl Gateway {
         &self.server_id
     }
 
+    /// Waits until no store works in the background any more (every
+    /// upload writer gone, every abort of an unfinished upload done): the
+    /// last step of a shutdown, so that nothing is left half-written.
+    pub async fn quiesce_stores(&self) {
+        for store in self.stores.values() {
+            store.quiesce().await;
+        }
+    }
+
     pub fn audit_log(&self) -> &AuditLog {
         &self.audit
     }

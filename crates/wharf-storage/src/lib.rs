@@ -314,6 +314,13 @@ pub trait Store: Send + Sync + 'static {
     /// Copies the object `from` to `to`, replacing `to`.
     async fn copy(&self, from: &Key, to: &Key) -> Result<()>;
 
+    /// Waits until nothing of this store runs in the background any more:
+    /// every upload writer is gone and the cleanup of unfinished uploads
+    /// (S3: AbortMultipartUpload) is done. `wharf serve` calls it on its way
+    /// out, after the grace period, so that no multipart upload is left
+    /// behind (SPEC 2, `shutdown_grace`); callers bound it with a timeout.
+    async fn quiesce(&self) {}
+
     /// Renames the object (or, with [`Capabilities::rename_directory`], the
     /// directory) `from` to `to`. With `replace` false an existing `to` is an
     /// [`ErrorKind::AlreadyExists`] error. The default copies then deletes.

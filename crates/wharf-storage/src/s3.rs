@@ -313,6 +313,8 @@ struct Inner {
     raw: Arc<Raw>,
     config: S3Config,
     stats: Arc<Stats>,
+    /// Every live upload writer (as a token) and every abort it started.
+    background: tokio_util::task::TaskTracker,
 }
 
 /// A store in one S3 bucket.
@@ -405,6 +407,7 @@ impl S3Store {
                 raw,
                 config,
                 stats,
+                background: tokio_util::task::TaskTracker::new(),
             }),
         })
     }
@@ -486,6 +489,14 @@ fn shown(key: &Key) -> &str {
 
 #[async_trait]
 impl Store for S3Store {
+    async fn quiesce(&self) {
+        let background = &self.inner.background;
+        background.close();
+        background.wait().await;
+        // Uploads may still start later (quiesce is not shutdown itself).
+        background.reopen();
+    }
+
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             random_write: false,
@@ -567,6 +578,7 @@ impl Store for S3Store {
             config.upload_concurrency,
             runtime,
             self.inner.stats.clone(),
+            self.inner.background.clone(),
         )))
     }
 

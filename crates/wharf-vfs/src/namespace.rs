@@ -17,6 +17,14 @@ pub struct StoreHandle {
     pub store: Arc<dyn Store>,
 }
 
+impl StoreHandle {
+    /// Waits until the store has nothing running in the background (see
+    /// `Store::quiesce`).
+    pub async fn quiesce(&self) {
+        self.store.quiesce().await;
+    }
+}
+
 impl std::fmt::Debug for StoreHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "StoreHandle({})", self.name)

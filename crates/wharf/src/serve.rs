@@ -18,6 +18,8 @@ use crate::{CommandResult, Failure, hostkeys, wiring};
 
 /// Connections one listener serves at once.
 const MAX_CONNECTIONS: usize = 10_000;
+/// The longest a shutdown waits for the stores to abort unfinished uploads.
+const STORE_QUIESCE: std::time::Duration = std::time::Duration::from_secs(20);
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
@@ -258,6 +260,16 @@ pub async fn serve(config: Config) -> CommandResult {
         }
     }
     while listeners.join_next().await.is_some() {}
+    // Connections are gone; their unfinished uploads are being aborted in
+    // the stores (S3: AbortMultipartUpload). Wait for that, bounded.
+    if tokio::time::timeout(STORE_QUIESCE, gateway.quiesce_stores())
+        .await
+        .is_err()
+    {
+        eprintln!(
+            "wharf: warning: the stores' cleanup of unfinished uploads did not finish within {STORE_QUIESCE:?}"
+        );
+    }
     eprintln!("wharf: stopped");
     Ok(())
 }

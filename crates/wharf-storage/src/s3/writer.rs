@@ -22,6 +22,8 @@ use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use super::raw::{ABORT_ATTEMPTS, MAX_PARTS, Part, Raw};
 use super::stats::{Pool, Reservation, Stats};
@@ -63,6 +65,11 @@ pub(crate) struct S3Writer {
     /// Set while a call is in progress: if that call's future is dropped
     /// half-way, the writer's state is unknown and it counts as failed.
     busy: bool,
+    /// The store's background tasks: aborts run there, and this writer
+    /// counts as one of them (its token) until it is dropped, so that
+    /// `Store::quiesce` waits for it and for the abort it leaves behind.
+    background: TaskTracker,
+    _alive: TaskTrackerToken,
 }
 
 impl S3Writer {
@@ -73,9 +80,12 @@ impl S3Writer {
         concurrency: usize,
         runtime: Handle,
         stats: Arc<Stats>,
+        background: TaskTracker,
     ) -> S3Writer {
         let buffered = Reservation::new(&stats, Pool::Upload, 0);
         S3Writer {
+            _alive: background.token(),
+            background,
             raw,
             key,
             part_size,
@@ -120,12 +130,15 @@ impl S3Writer {
     fn spawn_abort(&self, upload: Upload) {
         let raw = self.raw.clone();
         let key = self.key.clone();
-        self.runtime.spawn(async move {
-            if let Some(upload_id) = cancel(upload).await {
-                raw.abort_with_retries(&key, &upload_id, ABORT_ATTEMPTS)
-                    .await;
-            }
-        });
+        self.background.spawn_on(
+            async move {
+                if let Some(upload_id) = cancel(upload).await {
+                    raw.abort_with_retries(&key, &upload_id, ABORT_ATTEMPTS)
+                        .await;
+                }
+            },
+            &self.runtime,
+        );
     }
 
     /// Makes room for `extra` more bytes in the buffer without ever holding
@@ -348,27 +361,31 @@ impl Writer for S3Writer {
         // stops waiting for it.
         let raw = self.raw.clone();
         let key = self.key.clone();
-        let task = self.runtime.spawn(async move {
-            let Some(upload_id) = cancel(upload).await else {
-                return Ok(());
-            };
-            match raw.abort(&key, &upload_id).await {
-                Ok(()) => Ok(()),
-                Err(error) => {
-                    // Keep trying in the background; nothing becomes visible
-                    // either way, only the parts stay stored.
-                    let message = format!(
-                        "{}; the abort of upload {upload_id} is retried in the background",
-                        error.message
-                    );
-                    tokio::spawn(async move {
-                        raw.abort_with_retries(&key, &upload_id, ABORT_ATTEMPTS - 1)
-                            .await;
-                    });
-                    Err(Error::new(error.kind, message))
+        let background = self.background.clone();
+        let task = self.background.spawn_on(
+            async move {
+                let Some(upload_id) = cancel(upload).await else {
+                    return Ok(());
+                };
+                match raw.abort(&key, &upload_id).await {
+                    Ok(()) => Ok(()),
+                    Err(error) => {
+                        // Keep trying in the background; nothing becomes visible
+                        // either way, only the parts stay stored.
+                        let message = format!(
+                            "{}; the abort of upload {upload_id} is retried in the background",
+                            error.message
+                        );
+                        background.spawn(async move {
+                            raw.abort_with_retries(&key, &upload_id, ABORT_ATTEMPTS - 1)
+                                .await;
+                        });
+                        Err(Error::new(error.kind, message))
+                    }
                 }
-            }
-        });
+            },
+            &self.runtime,
+        );
         task.await.map_err(join_error)?
     }
 }

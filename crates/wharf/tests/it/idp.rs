@@ -221,48 +221,94 @@ fn sftp_authentication_methods_are_enforced() {
     assert_eq!(connected["method"], "password");
 }
 
+/// Runs `ls` with extra OpenSSH options; true when it worked.
+fn ls_with(wharf: &Wharf, options: &[&str]) -> bool {
+    let login = Login::Password("alice-pw".into());
+    let mut extra = vec![];
+    for option in options {
+        extra.push("-o");
+        extra.push(option);
+    }
+    sftp_batch(
+        wharf.sftp_port(),
+        "alice",
+        &login,
+        "ls\n",
+        wharf.dir.path(),
+        &extra,
+    )
+    .status
+    .success()
+}
+
 #[test]
 fn the_default_security_policy_refuses_weak_algorithms() {
     let wharf = with_methods("PUBLIC_KEY_OR_PASSWORD");
-    let dir = wharf.dir.path();
-    let login = Login::Password("alice-pw".into());
-    for (option, what) in [
-        ("Ciphers=aes128-cbc", "CBC cipher"),
-        ("Ciphers=3des-cbc", "3DES"),
-        ("Ciphers=aes128-ctr,MACs=hmac-sha1", "SHA-1 MAC"),
+    for (options, what) in [
+        (&["Ciphers=aes128-cbc"][..], "CBC cipher"),
+        (&["Ciphers=3des-cbc"], "3DES"),
+        (&["Ciphers=aes128-ctr", "MACs=hmac-sha1"], "SHA-1 MAC"),
         (
-            "KexAlgorithms=diffie-hellman-group14-sha1",
+            &["KexAlgorithms=diffie-hellman-group14-sha1"],
             "SHA-1 key exchange",
         ),
-        ("KexAlgorithms=diffie-hellman-group1-sha1", "group1"),
-        ("HostKeyAlgorithms=ssh-rsa", "SHA-1 RSA host key"),
-        ("Ciphers=aes128-ctr,MACs=hmac-sha2-256", "encrypt-and-MAC"),
+        (&["KexAlgorithms=diffie-hellman-group1-sha1"], "group1"),
+        (&["KexAlgorithms=ecdh-sha2-nistp256"], "NIST curve"),
+        (&["HostKeyAlgorithms=ssh-rsa"], "SHA-1 RSA host key"),
     ] {
-        let mut extra = vec![];
-        for part in option.split(',') {
-            if part.contains('=') {
-                extra.push("-o".to_owned());
-                extra.push(part.to_owned());
-            }
-        }
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        let out = sftp_batch(wharf.sftp_port(), "alice", &login, "ls\n", dir, &extra);
-        assert!(!out.status.success(), "{what} was accepted");
+        assert!(!ls_with(&wharf, options), "{what} was accepted");
     }
-    for cipher in [
-        "aes128-gcm@openssh.com",
-        "aes256-gcm@openssh.com",
-        "chacha20-poly1305@openssh.com",
-        "aes256-ctr",
+    for options in [
+        &["Ciphers=aes128-gcm@openssh.com"][..],
+        &["Ciphers=aes256-gcm@openssh.com"],
+        &["Ciphers=chacha20-poly1305@openssh.com"],
+        &["Ciphers=aes256-ctr", "MACs=hmac-sha2-256-etm@openssh.com"],
+        // libssh2 1.10 (curl, PHP) knows no encrypt-then-MAC.
+        &["Ciphers=aes128-ctr", "MACs=hmac-sha2-256"],
+        &["Ciphers=aes256-ctr", "MACs=hmac-sha2-512"],
+        // Post-quantum key exchange for OpenSSH 8.5-9.8.
+        &["KexAlgorithms=sntrup761x25519-sha512@openssh.com"],
+        &["KexAlgorithms=curve25519-sha256"],
     ] {
-        let out = sftp_batch(
-            wharf.sftp_port(),
-            "alice",
-            &login,
-            "ls\n",
-            dir,
-            &["-c", cipher],
+        assert!(ls_with(&wharf, options), "{options:?} was refused");
+    }
+    // The log names what was negotiated.
+    let kexes: Vec<String> = wharf
+        .activities("CONNECTED")
+        .iter()
+        .map(|l| l["kex"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        kexes.contains(&"sntrup761x25519-sha512@openssh.com".to_owned()),
+        "{kexes:?}"
+    );
+    assert!(kexes.contains(&"curve25519-sha256".to_owned()), "{kexes:?}");
+}
+
+#[test]
+fn the_restricted_security_policy_refuses_encrypt_and_mac() {
+    let (_, public) = ssh_key("client_alice");
+    let wharf = prepare("");
+    let config = std::fs::read_to_string(wharf.config_path())
+        .unwrap()
+        .replace(
+            "[server]\n",
+            "[server]\nsecurity_policy = \"wharf-restricted-2025-11\"\n",
         );
-        assert!(out.status.success(), "{cipher}: {}", stderr(&out));
-    }
+    std::fs::write(wharf.config_path(), config).unwrap();
+    wharf.add_user("alice", Some("alice-pw"), &["--ssh-key", &public]);
+    let wharf = wharf.start();
+    assert!(!ls_with(
+        &wharf,
+        &["Ciphers=aes128-ctr", "MACs=hmac-sha2-256"]
+    ));
+    assert!(!ls_with(
+        &wharf,
+        &["KexAlgorithms=diffie-hellman-group14-sha1"]
+    ));
+    assert!(ls_with(
+        &wharf,
+        &["Ciphers=aes128-ctr", "MACs=hmac-sha2-256-etm@openssh.com"]
+    ));
+    assert!(ls_with(&wharf, &[]));
 }

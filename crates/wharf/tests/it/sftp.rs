@@ -314,15 +314,19 @@ fn path_homes_with_the_default_role_cannot_leave_home() {
         "s3:ListBucket on arn:aws:s3:::default with s3:prefix \"users/carol/c.txt\""
     );
     assert!(denied["reason"].as_str().unwrap().contains("implicit deny"));
+    // Above the home: traversable, listed with the way home only.
     let out = sftp_batch(
         wharf.sftp_port(),
         "bob",
         &login,
-        "ls /default/users\n",
+        "cd /default\nls -1 /default/users\ncd /default/users/bob\n",
         dir,
         &[],
     );
-    assert!(!out.status.success());
+    assert_ok(&out);
+    let listed = stdout(&out);
+    assert!(listed.contains("bob"), "{listed}");
+    assert!(!listed.contains("carol"), "{listed}");
 }
 
 #[test]

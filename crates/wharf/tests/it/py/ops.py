@@ -2,8 +2,8 @@
 
 Usage: ops.py PORT USER PASSWORD OP:PATH:EXPECT...
 OP is put, get, ls, stat, mkdir, rmdir, rm or mv (PATH is FROM>TO); EXPECT is ok, denied (SFTP
-permission denied), missing (no such file) or failed (any other error). Prints one line per
-operation; exits 1 if any outcome differs.
+permission denied), missing (no such file) or failed (any other error); for ls also =NAME,NAME
+(the listing, sorted). Prints one line per operation; exits 1 if any outcome differs.
 """
 
 import errno
@@ -22,7 +22,7 @@ def run(sftp, op, path):
         with sftp.open(path, "rb") as f:
             f.read()
     elif op == "ls":
-        sftp.listdir(path)
+        return "=" + ",".join(sorted(sftp.listdir(path)))
     elif op == "stat":
         sftp.stat(path)
     elif op == "mkdir":
@@ -38,10 +38,10 @@ def run(sftp, op, path):
         raise ValueError(op)
 
 
-def outcome(sftp, op, path):
+def outcome(sftp, op, path, expected):
     try:
-        run(sftp, op, path)
-        return "ok"
+        listed = run(sftp, op, path)
+        return listed if listed is not None and expected.startswith("=") else "ok"
     except PermissionError:
         return "denied"
     except FileNotFoundError:
@@ -61,7 +61,7 @@ def main():
     failures = 0
     for spec in sys.argv[4:]:
         op, path, expected = spec.split(":", 2)
-        got = outcome(sftp, op, path)
+        got = outcome(sftp, op, path, expected)
         mark = "ok  " if got == expected else "FAIL"
         if got != expected:
             failures += 1
