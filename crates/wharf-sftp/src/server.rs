@@ -288,12 +288,26 @@ impl SftpServer {
         };
         match russh::server::run_stream(self.ssh.clone(), stream, handler).await {
             Ok(running) => {
+                // russh runs the session in a task of its own: when this
+                // future is dropped (shutdown after the grace period, or the
+                // listener's abort), the session must end with it, or its
+                // uploads would never be aborted.
+                let _abort = AbortOnDrop(running.abort_handle());
                 if let Err(error) = running.await {
                     tracing::debug!(%peer, "ssh session ended: {error}");
                 }
             }
             Err(error) => tracing::debug!(%peer, "ssh handshake failed: {error}"),
         }
+    }
+}
+
+/// Aborts a russh session task when dropped.
+struct AbortOnDrop(futures::future::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

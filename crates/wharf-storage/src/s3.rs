@@ -471,6 +471,28 @@ impl S3Store {
     }
 
     /// Whether `key` is a directory: its `key/` marker or anything under it.
+    /// After the last object of a directory that has no marker is deleted
+    /// (or renamed away), writes the marker: on a filesystem the directory
+    /// stays until it is removed, and clients that delete a tree file by
+    /// file and then `rmdir` each directory (curl, lftp) rely on that. Best
+    /// effort: the delete itself already happened.
+    async fn keep_parent(&self, key: &str) {
+        let Some((parent, _)) = key.rsplit_once('/') else {
+            return;
+        };
+        match self.keys_under(parent, 1).await {
+            Ok(keys) if keys.is_empty() => {
+                let marker = format!("{parent}/");
+                if let Err(e) = self.inner.op.create_dir(&marker).await {
+                    let e = from_opendal(e, self.bucket(), "PutObject", &marker);
+                    tracing::warn!("could not keep directory {parent:?}: {}", e.message);
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not check directory {parent:?}: {}", e.message),
+        }
+    }
+
     async fn is_dir(&self, key: &str) -> Result<bool> {
         Ok(!self.keys_under(key, 1).await?.is_empty())
     }
@@ -603,7 +625,9 @@ impl Store for S3Store {
             .op
             .delete(key.as_str())
             .await
-            .map_err(|e| from_opendal(e, self.bucket(), "DeleteObject", key.as_str()))
+            .map_err(|e| from_opendal(e, self.bucket(), "DeleteObject", key.as_str()))?;
+        self.keep_parent(key.as_str()).await;
+        Ok(())
     }
 
     async fn create_dir(&self, key: &Key) -> Result<()> {
@@ -651,7 +675,9 @@ impl Store for S3Store {
             .op
             .delete(&marker)
             .await
-            .map_err(|e| from_opendal(e, self.bucket(), "DeleteObject", &marker))
+            .map_err(|e| from_opendal(e, self.bucket(), "DeleteObject", &marker))?;
+        self.keep_parent(key.as_str()).await;
+        Ok(())
     }
 
     async fn copy(&self, from: &Key, to: &Key) -> Result<()> {

@@ -499,12 +499,12 @@ async fn aborted_and_dropped_uploads_leave_neither_object_nor_parts() {
     })
     .await;
     drop(writer);
-    eventually(
-        "the dropped upload to be aborted",
-        Duration::from_secs(20),
-        || server.multipart_uploads(BUCKET).is_empty(),
-    )
-    .await;
+    // What `wharf serve` waits for on its way out: once quiesce returns,
+    // the dropped upload's abort has run.
+    tokio::time::timeout(Duration::from_secs(30), store.quiesce())
+        .await
+        .expect("quiesce did not return");
+    assert!(server.multipart_uploads(BUCKET).is_empty());
     assert_eq!(server.head_object(BUCKET, "dropped.bin"), None);
 
     // Small uploads (no multipart yet) leave nothing either.
@@ -983,4 +983,33 @@ async fn credentials_come_from_the_standard_chain_without_static_keys() {
         );
     }
     assert_eq!(server.list_keys(BUCKET, ""), vec!["signed.txt".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_last_object_of_a_directory_keeps_the_directory() {
+    let Fixture { server, store } = fixture();
+    // An upload into a directory that has no marker (a common prefix only).
+    put(&store, "a/b/one.txt", b"1", 1).await;
+    put(&store, "a/b/two.txt", b"2", 1).await;
+    assert!(server.head_object(BUCKET, "a/b/").is_none());
+    store.delete(&key("a/b/one.txt")).await.unwrap();
+    // Another object remains: no marker needed.
+    assert!(server.head_object(BUCKET, "a/b/").is_none());
+    store.delete(&key("a/b/two.txt")).await.unwrap();
+    // Now the directory would vanish; as on a filesystem, it stays.
+    assert_eq!(
+        store.head(&key("a/b")).await.unwrap().map(|m| m.kind),
+        Some(Kind::Directory)
+    );
+    assert_eq!(
+        names(&store, "a", 10).await,
+        [("b".to_owned(), Kind::Directory, 0)]
+    );
+    // ... until it is removed; its parent stays too.
+    store.delete_dir(&key("a/b")).await.unwrap();
+    assert!(store.head(&key("a/b")).await.unwrap().is_none());
+    assert_eq!(
+        store.head(&key("a")).await.unwrap().map(|m| m.kind),
+        Some(Kind::Directory)
+    );
 }

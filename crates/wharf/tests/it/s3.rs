@@ -202,6 +202,69 @@ fn a_dropped_upload_leaves_no_object_and_no_multipart_upload() {
 /// s3:ExistingObjectTag (S3 User Guide, "Tagging and access control
 /// policies"): a scope-down policy lets alice read only objects tagged
 /// classification=public; the tags are S3's own, read with GetObjectTagging.
+/// SIGTERM with an upload in progress: after `shutdown_grace` the upload is
+/// aborted in the store before the process exits (SPEC 2): neither an
+/// object nor a multipart upload is left behind.
+#[test]
+fn sigterm_aborts_an_unfinished_s3_upload_before_exiting() {
+    let moto = S3Server::start();
+    let wharf = prepare_s3_wharf(&moto, "");
+    let config = std::fs::read_to_string(wharf.config_path())
+        .unwrap()
+        .replace("[server]\n", "[server]\nshutdown_grace = \"1s\"\n");
+    std::fs::write(wharf.config_path(), config).unwrap();
+    let (key, public) = ssh_key("client_alice");
+    wharf.add_user(
+        "alice",
+        None,
+        &[
+            "--ssh-key",
+            &public,
+            "--home-directory-mapping",
+            "/=/reports/alice",
+        ],
+    );
+    let mut wharf = wharf.start();
+    let dir = wharf.dir.path().to_owned();
+    write_random(&dir.join("huge.bin"), 64 * 1024 * 1024);
+    std::fs::write(dir.join("batch"), "put huge.bin\n").unwrap();
+    // A slow upload (16 Mbit/s) that cannot finish within the grace.
+    let mut client = Command::new("sftp")
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ])
+        .arg(&key)
+        .args(["-l", "16000", "-P", &wharf.sftp_port().to_string(), "-b"])
+        .arg(dir.join("batch"))
+        .arg("alice@127.0.0.1")
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while moto.multipart_uploads("transfer-bucket").is_empty() {
+        assert!(Instant::now() < deadline, "no multipart upload started");
+        assert!(client.try_wait().unwrap().is_none(), "the upload finished");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = wharf.signal_and_wait("TERM");
+    assert!(status.success(), "{status:?}");
+    // Checked right after the exit, without waiting: nothing is left.
+    assert!(moto.multipart_uploads("transfer-bucket").is_empty());
+    assert!(moto.list_keys("transfer-bucket", "alice/").is_empty());
+    assert!(!wharf.activities("PARTIAL_CLOSE").is_empty());
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
 #[test]
 fn reads_are_decided_by_existing_object_tags() {
     let moto = S3Server::start();

@@ -1074,12 +1074,21 @@ async fn start_reading<R: AsyncRead + Unpin>(
 pub struct RunningSession<H: Handler> {
     handle: Handle,
     join: JoinHandle<Result<(), H::Error>>,
+    abort: futures::future::AbortHandle,
 }
 
 impl<H: Handler> RunningSession<H> {
     /// Returns a new handle for the session.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
+    }
+
+    /// wharf patch: the session runs in a task of its own, which dropping
+    /// this future does not stop. Aborting through this handle drops the
+    /// session at once (its handler, channels and socket), without waiting
+    /// for the peer; the future then completes with `Ok(())`.
+    pub fn abort_handle(&self) -> futures::future::AbortHandle {
+        self.abort.clone()
     }
 }
 
@@ -1138,9 +1147,16 @@ where
 
     session.begin_rekey()?;
 
-    let join = russh_util::runtime::spawn(session.run(stream, handler));
+    // wharf patch: the session task can be aborted (`RunningSession::abort_handle`).
+    let (abort, registration) = futures::future::AbortHandle::new_pair();
+    let run = futures::future::Abortable::new(session.run(stream, handler), registration);
+    let join = russh_util::runtime::spawn(async move { run.await.unwrap_or(Ok(())) });
 
-    Ok(RunningSession { handle, join })
+    Ok(RunningSession {
+        handle,
+        join,
+        abort,
+    })
 }
 
 async fn read_ssh_id<R: AsyncRead + Unpin>(
