@@ -65,8 +65,9 @@ pub enum SecurityPolicy {
     /// DSA, no NIST curves; strict KEX against Terrapin.
     Wharf2025_11,
     /// Audited deployments: what `ssh-audit` passes without a warning
-    /// (encrypt-then-MAC only, large DH groups only). libssh2 1.10 clients
-    /// cannot connect.
+    /// (post-quantum hybrid key exchange only, encrypt-then-MAC only).
+    /// Clients without ML-KEM or sntrup761 (libssh2, paramiko, OpenSSH
+    /// before 8.5) cannot connect.
     WharfRestricted2025_11,
     /// FIPS 140-approved algorithms only: no ChaCha20, no Curve25519, no Ed25519.
     WharfFips2025_11,
@@ -103,10 +104,12 @@ impl SecurityPolicy {
                 hash: Some(HashAlg::Sha256),
             },
         ];
-        let modern_kex = [
+        let post_quantum_kex = [
             kex::MLKEM768X25519_SHA256,
             kex::SNTRUP761X25519_SHA512,
             kex::SNTRUP761X25519_SHA512_OPENSSH,
+        ];
+        let classical_kex = [
             kex::CURVE25519,
             kex::CURVE25519_PRE_RFC_8731,
             kex::DH_G16_SHA512,
@@ -130,7 +133,13 @@ impl SecurityPolicy {
         };
         match self {
             SecurityPolicy::Wharf2025_11 => Preferred {
-                kex: Cow::Owned(modern_kex.into_iter().chain(extensions).collect()),
+                kex: Cow::Owned(
+                    post_quantum_kex
+                        .into_iter()
+                        .chain(classical_kex)
+                        .chain(extensions)
+                        .collect(),
+                ),
                 key: key(),
                 host_key_certificates: Cow::Borrowed(&[]),
                 cipher: Cow::Borrowed(modern_ciphers),
@@ -144,7 +153,9 @@ impl SecurityPolicy {
                 compression: Cow::Borrowed(&[russh::compression::NONE]),
             },
             SecurityPolicy::WharfRestricted2025_11 => Preferred {
-                kex: Cow::Owned(modern_kex.into_iter().chain(extensions).collect()),
+                // Post-quantum hybrids only: ssh-audit warns about every
+                // classical key exchange.
+                kex: Cow::Owned(post_quantum_kex.into_iter().chain(extensions).collect()),
                 key: key(),
                 host_key_certificates: Cow::Borrowed(&[]),
                 cipher: Cow::Borrowed(modern_ciphers),

@@ -285,30 +285,78 @@ fn the_default_security_policy_refuses_weak_algorithms() {
     assert!(kexes.contains(&"curve25519-sha256".to_owned()), "{kexes:?}");
 }
 
-#[test]
-fn the_restricted_security_policy_refuses_encrypt_and_mac() {
+/// A server with the given security policy and the host keys wharf
+/// generates by default (ed25519 and RSA-3072), with alice.
+fn with_policy(policy: &str) -> Wharf {
     let (_, public) = ssh_key("client_alice");
     let wharf = prepare("");
     let config = std::fs::read_to_string(wharf.config_path())
         .unwrap()
         .replace(
-            "[server]\n",
-            "[server]\nsecurity_policy = \"wharf-restricted-2025-11\"\n",
+            &format!(
+                "host_keys = [\"{}\"]\n",
+                wharf_test_support::wharf::host_key().display()
+            ),
+            &format!("security_policy = \"{policy}\"\n"),
         );
     std::fs::write(wharf.config_path(), config).unwrap();
     wharf.add_user("alice", Some("alice-pw"), &["--ssh-key", &public]);
-    let wharf = wharf.start();
-    assert!(!ls_with(
-        &wharf,
-        &["Ciphers=aes128-ctr", "MACs=hmac-sha2-256"]
-    ));
-    assert!(!ls_with(
-        &wharf,
-        &["KexAlgorithms=diffie-hellman-group14-sha1"]
-    ));
-    assert!(ls_with(
-        &wharf,
-        &["Ciphers=aes128-ctr", "MACs=hmac-sha2-256-etm@openssh.com"]
-    ));
-    assert!(ls_with(&wharf, &[]));
+    wharf.start()
+}
+
+/// `ssh-audit` (pinned in the test virtualenv) against the server: its exit
+/// status (0 good, 2 warnings, 3 failures) and its report.
+fn ssh_audit(wharf: &Wharf) -> (i32, String) {
+    let tool = wharf_test_support::tools::venv_python().with_file_name("ssh-audit");
+    let out = std::process::Command::new(tool)
+        .args(["-n", "--skip-rate-test", "-t", "30", "-p"])
+        .arg(wharf.sftp_port().to_string())
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), stdout(&out))
+}
+
+#[test]
+fn ssh_audit_passes_each_security_policy() {
+    // The default: no failure (its warnings are the classical key
+    // exchanges and encrypt-and-MAC, which libssh2 1.10 and paramiko need).
+    let wharf = with_policy("wharf-2025-11");
+    let (status, report) = ssh_audit(&wharf);
+    assert!(!report.contains("[fail]"), "{report}");
+    assert_eq!(status, 2, "{report}");
+    assert!(report.contains("(kex) mlkem768x25519-sha256"), "{report}");
+    assert!(
+        report.contains("(kex) sntrup761x25519-sha512@openssh.com"),
+        "{report}"
+    );
+    assert!(report.contains("kex-strict-s-v00@openssh.com"), "{report}");
+    assert!(report.contains("(key) rsa-sha2-512"), "{report}");
+    // Restricted: no failure and no warning.
+    let wharf = with_policy("wharf-restricted-2025-11");
+    let (status, report) = ssh_audit(&wharf);
+    assert!(
+        !report.contains("[fail]") && !report.contains("[warn]"),
+        "{report}"
+    );
+    assert_eq!(status, 0, "{report}");
+}
+
+#[test]
+fn the_restricted_security_policy_refuses_classical_kex_and_encrypt_and_mac() {
+    let wharf = with_policy("wharf-restricted-2025-11");
+    for refused in [
+        &["Ciphers=aes128-ctr", "MACs=hmac-sha2-256"][..],
+        &["KexAlgorithms=curve25519-sha256"],
+        &["KexAlgorithms=diffie-hellman-group16-sha512"],
+    ] {
+        assert!(!ls_with(&wharf, refused), "{refused:?} was accepted");
+    }
+    for accepted in [
+        &["Ciphers=aes128-ctr", "MACs=hmac-sha2-256-etm@openssh.com"][..],
+        &["KexAlgorithms=sntrup761x25519-sha512@openssh.com"],
+        &[],
+    ] {
+        assert!(ls_with(&wharf, accepted), "{accepted:?} was refused");
+    }
 }
