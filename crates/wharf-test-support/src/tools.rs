@@ -41,3 +41,24 @@ pub fn require(name: &str) -> PathBuf {
         panic!("{name} not found on PATH: run scripts/setup-test-env to install the test tools")
     })
 }
+
+/// A run of `count` loopback ports that are all free now, below Linux's
+/// ephemeral range (so no outgoing connection takes one), as the
+/// `passive_ports` value `"LOW-HIGH"`. Each test picks its own range
+/// instead of sharing a fixed one.
+pub fn free_port_range(count: u16) -> String {
+    use std::net::TcpListener;
+    // Start from a different place in each process, to spread concurrent
+    // tests apart.
+    let seed = u32::from(std::process::id() as u16) as usize;
+    let span = 32_000 - 20_000 - usize::from(count);
+    for attempt in 0..500usize {
+        let low = 20_000 + (seed * 7919 + attempt * 104_729) % span;
+        let low = u16::try_from(low).unwrap_or(20_000);
+        let free = (low..low + count).all(|port| TcpListener::bind(("127.0.0.1", port)).is_ok());
+        if free {
+            return format!("{low}-{}", low + count - 1);
+        }
+    }
+    panic!("no free range of {count} loopback ports");
+}

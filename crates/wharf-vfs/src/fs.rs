@@ -840,6 +840,11 @@ impl UserFs {
         } else {
             (from_key.as_str().to_owned(), to_key.as_str().to_owned())
         };
+        if is_dir {
+            // Everything below moves too: each object must be movable.
+            self.authorize_tree_move(from, (from_mount, &from_key), &to_key)
+                .await?;
+        }
         let source_tags = if is_dir {
             Vec::new()
         } else {
@@ -888,6 +893,86 @@ impl UserFs {
                 Err(error)
             }
         }
+    }
+
+    /// A directory rename moves every object below it, so it is allowed
+    /// only when each of them could be moved on its own: read and deleted at
+    /// its old key, written at its new key (SPEC 4; ENGINEERING 5). First
+    /// the user must be allowed to list the whole tree (`s3:ListBucket`
+    /// with `s3:prefix` = `dir/`, no delimiter): otherwise whether the
+    /// rename works would tell them what the directory holds. Trees of more
+    /// than [`MAX_RENAME_ENTRIES`] entries are refused as too large to
+    /// check. Every denial is the same "permission denied"; the log says
+    /// which object decided.
+    async fn authorize_tree_move(
+        &self,
+        from: &VirtualPath,
+        (mount, from_key): (&Mount, &Key),
+        to_key: &Key,
+    ) -> Result<()> {
+        let store = &mount.store;
+        let from_prefix = dir_key(from_key);
+        let to_prefix = dir_key(to_key);
+        self.authorize(
+            "RENAME",
+            from,
+            AccessRequest {
+                action: Action::ListBucket,
+                store: &store.name,
+                key: &from_prefix,
+                delimiter: None,
+                object_tags: &[],
+            },
+        )?;
+        let mut pending = vec![from_key.clone()];
+        let mut seen = 0usize;
+        while let Some(dir) = pending.pop() {
+            let mut lister = store.store.list(&dir).await?;
+            while let Some(page) = lister.next_page(1000).await? {
+                for entry in page {
+                    seen += 1;
+                    if seen > MAX_RENAME_ENTRIES {
+                        return Err(Error::public(
+                            ErrorKind::Unsupported,
+                            format!(
+                                "{from}: a directory with more than {MAX_RENAME_ENTRIES} entries cannot be renamed at once; move its contents in parts"
+                            ),
+                        ));
+                    }
+                    let child = dir.child(&entry.name).map_err(Error::from)?;
+                    let is_dir = entry.meta.kind == Kind::Directory;
+                    let (old_key, tags) = if is_dir {
+                        pending.push(child.clone());
+                        (dir_key(&child), Vec::new())
+                    } else {
+                        (
+                            child.as_str().to_owned(),
+                            self.object_tags(mount, &child).await?,
+                        )
+                    };
+                    let below = &old_key[from_prefix.len()..];
+                    let new_key = format!("{to_prefix}{below}");
+                    for (action, key, tags) in [
+                        (Action::GetObject, &old_key, &tags[..]),
+                        (Action::DeleteObject, &old_key, &[][..]),
+                        (Action::PutObject, &new_key, &[][..]),
+                    ] {
+                        self.authorize(
+                            "RENAME",
+                            from,
+                            AccessRequest {
+                                action,
+                                store: &store.name,
+                                key,
+                                delimiter: None,
+                                object_tags: tags,
+                            },
+                        )?;
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Sets the modification time (SETSTAT). Stores without times accept
@@ -1079,6 +1164,10 @@ impl Drop for FileReader {
 fn elapsed_ms(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
+
+/// The most entries (files and directories, at every depth) a directory
+/// rename checks; a larger tree is refused as too large to check.
+pub const MAX_RENAME_ENTRIES: usize = 10_000;
 
 /// The largest file anyone may write: S3's object size limit, for every
 /// kind of store (a 1-byte write at 1 TiB would otherwise make a sparse

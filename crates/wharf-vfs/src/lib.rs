@@ -27,8 +27,8 @@ pub use authorize::{AccessRequest, Action, Authorizer, Denied, Target};
 pub use display::{display_name, ls_line};
 pub use error::{Error, ErrorKind, Result};
 pub use fs::{
-    AuditContext, DirEntry, DirListing, FileReader, FileWriter, MAX_OBJECT_BYTES, Metadata,
-    OpenOptions, UserFs,
+    AuditContext, DirEntry, DirListing, FileReader, FileWriter, MAX_OBJECT_BYTES,
+    MAX_RENAME_ENTRIES, Metadata, OpenOptions, UserFs,
 };
 pub use namespace::{Mount, MountKind, Namespace, Resolved, StoreHandle};
 pub use path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathError, VirtualPath};

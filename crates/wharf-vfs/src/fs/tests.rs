@@ -589,3 +589,163 @@ async fn writes_beyond_the_largest_object_are_refused_not_wrapped() {
     writer.write_at(0, Bytes::from_static(b"ok")).await.unwrap();
     writer.close().await.unwrap();
 }
+
+/// Allows everything except the listed (action, key prefix) pairs.
+struct Except(Vec<(Action, &'static str)>);
+
+impl Authorizer for Except {
+    fn authorize(&self, request: &AccessRequest<'_>) -> std::result::Result<(), Denied> {
+        let denied = self
+            .0
+            .iter()
+            .any(|(action, prefix)| *action == request.action && request.key.starts_with(prefix));
+        if denied {
+            Err(Denied {
+                reason: format!("explicit deny on {}", request.key),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn logical_with(authorizer: impl Authorizer) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let mounts = vec![Mount {
+        entry: p("/"),
+        store: store(&root, "default"),
+        prefix: "alice".into(),
+        kind: MountKind::Directory,
+        inner_anchor: None,
+    }];
+    let lines = Lines::default();
+    let fs = UserFs::new(
+        Namespace::new(mounts, p("/")),
+        Arc::new(authorizer),
+        audit(&lines),
+    );
+    Fixture {
+        _dir: dir,
+        root,
+        fs,
+        lines,
+    }
+}
+
+#[tokio::test]
+async fn a_directory_rename_cannot_carry_what_may_not_be_read() {
+    let f = logical_with(Except(vec![(Action::GetObject, "alice/projects/secret/")]));
+    f.fs.mkdir(&p("/projects")).await.unwrap();
+    f.fs.mkdir(&p("/projects/secret")).await.unwrap();
+    put(&f.fs, "/projects/secret/plan.txt", b"secret").await;
+    put(&f.fs, "/projects/open.txt", b"open").await;
+    let error =
+        f.fs.rename(&p("/projects"), &p("/p2"), false)
+            .await
+            .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::PermissionDenied);
+    assert_eq!(error.client_message(), "Permission denied");
+    assert!(
+        f.root
+            .join("default/alice/projects/secret/plan.txt")
+            .exists()
+    );
+    assert!(!f.root.join("default/alice/p2").exists());
+    let denied = f
+        .lines
+        .activities()
+        .into_iter()
+        .find(|l| l["activity-type"] == "ACCESS_DENIED")
+        .unwrap();
+    assert!(
+        denied["message"]
+            .as_str()
+            .unwrap()
+            .contains("s3:GetObject on arn:aws:s3:::default/alice/projects/secret/"),
+        "{denied}"
+    );
+    // A directory with nothing forbidden in it moves.
+    f.fs.mkdir(&p("/docs")).await.unwrap();
+    f.fs.mkdir(&p("/docs/deep")).await.unwrap();
+    put(&f.fs, "/docs/deep/a.txt", b"a").await;
+    f.fs.rename(&p("/docs"), &p("/docs2"), false).await.unwrap();
+    assert_eq!(
+        std::fs::read(f.root.join("default/alice/docs2/deep/a.txt")).unwrap(),
+        b"a"
+    );
+}
+
+#[tokio::test]
+async fn a_directory_rename_cannot_write_what_may_not_be_written() {
+    // Deny s3:PutObject on published/*.html, as a policy with a wildcard
+    // would; here: anything under published/ whose key holds ".html".
+    struct NoHtmlInPublished;
+    impl Authorizer for NoHtmlInPublished {
+        fn authorize(&self, request: &AccessRequest<'_>) -> std::result::Result<(), Denied> {
+            if request.action == Action::PutObject
+                && request.key.starts_with("alice/published/")
+                && request.key.ends_with(".html")
+            {
+                return Err(Denied {
+                    reason: "explicit deny".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+    let f = logical_with(NoHtmlInPublished);
+    f.fs.mkdir(&p("/published")).await.unwrap();
+    f.fs.mkdir(&p("/staging")).await.unwrap();
+    put(&f.fs, "/staging/evil.html", b"<script>").await;
+    assert_eq!(
+        f.fs.open_write(&p("/published/evil.html"), OpenOptions::REPLACE)
+            .await
+            .err()
+            .unwrap()
+            .kind,
+        ErrorKind::PermissionDenied
+    );
+    assert_eq!(
+        f.fs.rename(&p("/staging"), &p("/published/staging"), false)
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::PermissionDenied
+    );
+    assert!(!f.root.join("default/alice/published/staging").exists());
+}
+
+#[tokio::test]
+async fn a_directory_rename_is_no_oracle_for_a_tree_that_may_not_be_listed() {
+    let f = logical_with(Except(vec![(Action::ListBucket, "alice/hidden/")]));
+    std::fs::create_dir_all(f.root.join("default/alice/hidden")).unwrap();
+    // Even empty: refused, so the answer never depends on the contents.
+    assert_eq!(
+        f.fs.rename(&p("/hidden"), &p("/moved"), false)
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::PermissionDenied
+    );
+}
+
+#[tokio::test]
+async fn a_directory_too_large_to_check_is_refused_clearly() {
+    let f = logical_with(Except(vec![]));
+    let big = f.root.join("default/alice/big");
+    std::fs::create_dir_all(&big).unwrap();
+    for i in 0..=MAX_RENAME_ENTRIES {
+        std::fs::write(big.join(format!("f{i}")), b"").unwrap();
+    }
+    let error =
+        f.fs.rename(&p("/big"), &p("/big2"), false)
+            .await
+            .unwrap_err();
+    assert_eq!(error.kind, ErrorKind::Unsupported);
+    assert!(
+        error.client_message().contains("10000 entries"),
+        "{error:?}"
+    );
+    assert!(big.exists());
+}

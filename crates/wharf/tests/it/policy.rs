@@ -223,3 +223,81 @@ fn session_tags_and_role_tags_open_abac_folders() {
         ],
     );
 }
+
+/// A role that may do everything in the user's folder, except read what is
+/// under `projects/secret/` and write HTML under `published/`.
+const DENIES_INSIDE: &str = r#"{"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:*",
+     "Resource": ["arn:aws:s3:::default", "arn:aws:s3:::default/*"]},
+    {"Effect": "Deny", "Action": "s3:GetObject",
+     "Resource": "arn:aws:s3:::default/${transfer:UserName}/projects/secret/*"},
+    {"Effect": "Deny", "Action": "s3:PutObject",
+     "Resource": "arn:aws:s3:::default/${transfer:UserName}/published/*.html"}]}"#;
+
+/// A directory rename moves everything below it: over SFTP rename,
+/// posix-rename and FTP RNFR/RNTO it is refused when any object inside
+/// could not be moved on its own (issue: renaming `projects` exposed
+/// `projects/secret`, renaming into `published/` bypassed a Deny).
+#[test]
+fn a_directory_rename_obeys_the_policy_of_everything_it_moves() {
+    let ports = wharf_test_support::tools::free_port_range(20);
+    let wharf = prepare(&format!(
+        "[roles.limited]\npolicies = [\"limited.json\"]\n\n[protocols.ftps]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"{ports}\"\n"
+    ));
+    std::fs::write(wharf.path("limited.json"), DENIES_INSIDE).unwrap();
+    wharf.add_user(
+        "alice",
+        Some("alice-pw"),
+        &[
+            "--home-directory-mapping",
+            "/=/default/alice",
+            "--role",
+            "limited",
+        ],
+    );
+    let wharf = wharf.start();
+    let home = wharf.path("files/alice");
+    std::fs::create_dir_all(home.join("projects/secret")).unwrap();
+    std::fs::write(home.join("projects/secret/plan.txt"), b"the plan").unwrap();
+    std::fs::create_dir_all(home.join("staging")).unwrap();
+    std::fs::write(home.join("staging/evil.html"), b"<script>").unwrap();
+    std::fs::create_dir_all(home.join("published")).unwrap();
+    std::fs::create_dir_all(home.join("fine/sub")).unwrap();
+    std::fs::write(home.join("fine/sub/ok.txt"), b"ok").unwrap();
+    check(
+        &wharf,
+        "alice",
+        "alice-pw",
+        &[
+            "get:/projects/secret/plan.txt:denied",
+            "mv:/projects>/p2:denied",
+            "rename:/projects>/p3:denied",
+            "get:/p2/secret/plan.txt:missing",
+            "put:/published/evil.html:denied",
+            "mv:/staging>/published/staging:denied",
+            "rename:/staging>/published/staging:denied",
+            // Nothing forbidden inside: the rename works.
+            "mv:/fine>/fine2:ok",
+            "get:/fine2/sub/ok.txt:ok",
+        ],
+    );
+    // FTP RNFR/RNTO, with curl.
+    let ftps = wharf.ftps.unwrap();
+    for (from, to) in [("projects", "p4"), ("staging", "published/staging")] {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-S", "--max-time", "30", "--ssl-reqd", "-k"])
+            .args(["--user", "alice:alice-pw"])
+            .args(["-Q", &format!("RNFR {from}"), "-Q", &format!("RNTO {to}")])
+            .arg(format!("ftp://127.0.0.1:{}/", ftps.port()))
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "FTP rename of {from} was allowed");
+        assert!(stderr(&out).contains("550"), "{}", stderr(&out));
+    }
+    assert_eq!(
+        std::fs::read(home.join("projects/secret/plan.txt")).unwrap(),
+        b"the plan"
+    );
+    assert!(!home.join("published/staging").exists());
+    assert!(!home.join("p2").exists() && !home.join("p3").exists() && !home.join("p4").exists());
+}

@@ -1,7 +1,7 @@
 """Runs SFTP operations with paramiko and checks each one's outcome.
 
 Usage: ops.py PORT USER PASSWORD OP:PATH:EXPECT...
-OP is put, get, ls, stat, mkdir, rmdir, rm or mv (PATH is FROM>TO); EXPECT is ok, denied (SFTP
+OP is put, get, ls, stat, mkdir, rmdir, rm, mv or rename (PATH is FROM>TO); EXPECT is ok, denied (SFTP
 permission denied), missing (no such file) or failed (any other error); for ls also =NAME,NAME
 (the listing, sorted). Prints one line per operation; exits 1 if any outcome differs.
 """
@@ -31,9 +31,12 @@ def run(sftp, op, path):
         sftp.rmdir(path)
     elif op == "rm":
         sftp.remove(path)
-    elif op == "mv":  # PATH is FROM>TO
+    elif op == "mv":  # PATH is FROM>TO: posix-rename@openssh.com
         source, target = path.split(">", 1)
         sftp.posix_rename(source, target)
+    elif op == "rename":  # PATH is FROM>TO: SSH_FXP_RENAME
+        source, target = path.split(">", 1)
+        sftp.rename(source, target)
     else:
         raise ValueError(op)
 
