@@ -5,6 +5,7 @@
 
 mod cli;
 mod ftps;
+mod hostile;
 mod idp;
 mod paramiko;
 mod policy;

@@ -1,0 +1,117 @@
+//! Hostile clients (issue: a client that disconnects with replies pending
+//! leaked the whole session): every way a session ends releases everything
+//! within seconds and logs it.
+
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+/// Polls `check` every 50 ms until it holds, or panics after `limit`.
+fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    start.elapsed()
+}
+
+/// A server where alice may have one session at a time, with a 64 MiB file.
+fn one_session_each() -> Wharf {
+    let wharf = prepare("");
+    let config = std::fs::read_to_string(wharf.config_path())
+        .unwrap()
+        .replace("[server]\n", "[server]\nmax_sessions_per_user = 1\n");
+    std::fs::write(wharf.config_path(), config).unwrap();
+    wharf.add_user(
+        "alice",
+        Some("alice-pw"),
+        &["--home-directory-mapping", "/=/default/alice"],
+    );
+    let wharf = wharf.start();
+    std::fs::create_dir_all(wharf.path("files/alice")).unwrap();
+    std::fs::write(wharf.path("files/alice/big.bin"), vec![7u8; 64 << 20]).unwrap();
+    wharf
+}
+
+fn hostile(wharf: &Wharf, args: &[&str]) -> std::process::Output {
+    let port = wharf.sftp_port().to_string();
+    let mut all = vec![port.as_str(), "alice", "alice-pw"];
+    all.extend_from_slice(args);
+    wharf_test_support::wharf::python(&py("hostile.py"), &all)
+}
+
+/// A new session of alice works (her only slot is free again).
+fn can_log_in(wharf: &Wharf) -> bool {
+    let port = wharf.sftp_port().to_string();
+    let out = wharf_test_support::wharf::python(
+        &py("ops.py"),
+        &[&port, "alice", "alice-pw", "stat:/big.bin:ok"],
+    );
+    out.status.success()
+}
+
+#[test]
+fn a_client_that_vanishes_with_replies_pending_frees_everything() {
+    let wharf = one_session_each();
+    let pid = wharf.pid();
+    assert!(can_log_in(&wharf));
+    let (rss_before, fds_before) = (rss_kib(pid), fds(pid));
+    let mut report = vec![format!(
+        "before: RSS {} MiB, {fds_before} descriptors",
+        rss_before / 1024
+    )];
+    for round in 1..=3usize {
+        // 10 channels x 300 reads of 255 KiB: 750 MiB asked for, never read.
+        let out = hostile(&wharf, &["stuck-reads", "/big.bin", "10", "300"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let peak = rss_kib(pid);
+        let freed = within(Duration::from_secs(10), "DISCONNECTED", || {
+            wharf.activities("DISCONNECTED").len() >= 2 * round
+        });
+        within(Duration::from_secs(10), "descriptors back", || {
+            fds(pid) <= fds_before
+        });
+        // Every open file was closed as PARTIAL_CLOSE, the slot is free.
+        assert!(wharf.activities("PARTIAL_CLOSE").len() >= 10 * round);
+        assert!(can_log_in(&wharf), "alice is locked out after round {round}");
+        report.push(format!(
+            "round {round}: peak RSS {} MiB, after {} MiB, {} descriptors, session ended {freed:?} after the client left",
+            peak / 1024,
+            rss_kib(pid) / 1024,
+            fds(pid)
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+    let rss_after = rss_kib(pid);
+    // Freed memory may stay in the allocator, but it does not pile up.
+    assert!(
+        rss_after < rss_before + 96 * 1024,
+        "RSS grew from {rss_before} to {rss_after} KiB: {report:?}"
+    );
+}
+
+#[test]
+fn an_abandoned_paramiko_get_frees_the_session() {
+    let wharf = one_session_each();
+    let out = hostile(&wharf, &["abandoned-get", "/big.bin", "8000000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    within(Duration::from_secs(10), "DISCONNECTED", || {
+        !wharf.activities("DISCONNECTED").is_empty()
+    });
+    assert_eq!(wharf.activities("PARTIAL_CLOSE").len(), 1);
+    assert!(can_log_in(&wharf));
+}
