@@ -175,7 +175,7 @@ impl FtpServer {
             }
         };
         let tls = match &self.inner.tls {
-            Some(material) => match material.for_connection() {
+            Some(material) => match material.for_connection(peer.ip()) {
                 Ok(tls) => Some(tls),
                 Err(error) => {
                     tracing::error!(%peer, "cannot set up TLS for an FTPS session: {error}");
