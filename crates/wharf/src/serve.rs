@@ -19,7 +19,11 @@ use crate::{CommandResult, Failure, hostkeys, wiring};
 /// Connections one listener serves at once.
 const MAX_CONNECTIONS: usize = 10_000;
 
-fn init_tracing() {
+/// Diagnostics (`tracing`) to stderr, `warn` and above unless `WHARF_LOG`
+/// says otherwise: for `serve`, and for the commands that ask the identity
+/// provider (`test-idp`, `policy simulate`), so that they show the same
+/// warnings a login would.
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()

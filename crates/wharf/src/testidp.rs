@@ -86,6 +86,8 @@ pub async fn run(config: &Config, args: TestIdpArgs) -> CommandResult {
             ));
         }
     };
+    // The provider's warnings (unknown response fields...) go to stderr.
+    crate::serve::init_tracing();
     let (gateway, _) = wiring::gateway(config, AuditLog::discard()).await?;
     let conn = conn(protocol(&args.protocol), args.source_ip);
     let (answer, result) = gateway.ask(&conn, &args.user, credential).await;
@@ -133,6 +135,7 @@ pub async fn simulate(
             "--resource {resource:?} is not an ARN (arn:aws:s3:::STORE/key)"
         )));
     }
+    crate::serve::init_tracing();
     let (gateway, _) = wiring::gateway(config, AuditLog::discard()).await?;
     let source_ip = extra
         .iter()
