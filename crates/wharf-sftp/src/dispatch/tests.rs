@@ -53,7 +53,8 @@ struct Harness {
     _dir: tempfile::TempDir,
     root: std::path::PathBuf,
     input: Arc<Pipe>,
-    consumed: Arc<std::sync::atomic::AtomicUsize>,
+    /// The window given back so far (no test reads it yet).
+    _consumed: Arc<std::sync::atomic::AtomicUsize>,
     replies: mpsc::UnboundedReceiver<Bytes>,
     pending: BytesMut,
     session: tokio::task::JoinHandle<Ended>,
@@ -121,7 +122,7 @@ impl Harness {
             _dir: dir,
             root,
             input,
-            consumed,
+            _consumed: consumed,
             replies,
             pending: BytesMut::new(),
             session,
