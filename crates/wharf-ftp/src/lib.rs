@@ -35,5 +35,5 @@ mod session;
 mod tls;
 
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-pub use server::{FtpConfig, FtpServer};
+pub use server::{FtpConfig, FtpServer, FtpSettings};
 pub use tls::{Resumption, TlsConfig, load_pem, self_signed_certificate};

@@ -88,7 +88,9 @@ pub async fn run(config: &Config, args: TestIdpArgs) -> CommandResult {
     };
     // The provider's warnings (unknown response fields...) go to stderr.
     crate::serve::init_tracing();
-    let (gateway, _) = wiring::gateway(config, AuditLog::discard()).await?;
+    let (gateway, _) = wiring::GatewayPlan::for_logins(config)?
+        .realize(AuditLog::discard())
+        .await?;
     let conn = conn(protocol(&args.protocol), args.source_ip);
     let (answer, result) = gateway.ask(&conn, &args.user, credential).await;
     let mut output = json!({
@@ -136,7 +138,9 @@ pub async fn simulate(
         )));
     }
     crate::serve::init_tracing();
-    let (gateway, _) = wiring::gateway(config, AuditLog::discard()).await?;
+    let (gateway, _) = wiring::GatewayPlan::for_logins(config)?
+        .realize(AuditLog::discard())
+        .await?;
     let source_ip = extra
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("aws:SourceIp"))
