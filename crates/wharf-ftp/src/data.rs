@@ -5,25 +5,25 @@
 //! accepts one connection, from the control connection's address only (so
 //! nobody else can steal the transfer). With FTPS the connection must then
 //! complete a TLS handshake (PROT P) and, with
-//! `tls_session_resumption = "enforced"`, resume the control connection's
-//! session (see [`crate::tls`]).
+//! `tls_session_resumption = "enforced"`, resume a session issued to a
+//! control connection of the same user from the same address (see
+//! [`crate::tls`] and [`crate::resume`]).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::server::TlsStream;
 use wharf_vfs::{DirListing, FileReader, FileWriter};
 
 use crate::listing;
+use crate::tls::DataTls;
 
 /// Bytes per read from, and per write to, the store.
 const CHUNK: usize = 256 * 1024;
@@ -119,13 +119,14 @@ pub(crate) enum DataStream {
 
 impl DataStream {
     /// Completes the TLS handshake of a data connection and checks the
-    /// resumption rule.
+    /// resumption rule: the session resumed must be one issued to a control
+    /// connection of the same user from the same address (`resume.rs`).
     pub(crate) async fn tls(
         stream: TcpStream,
-        config: Arc<ServerConfig>,
+        data: DataTls,
         enforce_resumption: bool,
     ) -> Result<DataStream, DataError> {
-        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        let acceptor = tokio_rustls::TlsAcceptor::from(data.config);
         let tls = match tokio::time::timeout(DATA_TIMEOUT, acceptor.accept(stream)).await {
             Ok(Ok(tls)) => tls,
             Ok(Err(error)) => {
@@ -139,10 +140,19 @@ impl DataStream {
                 ));
             }
         };
+        if !enforce_resumption {
+            return Ok(DataStream::Tls(Box::new(tls)));
+        }
         let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
-        if enforce_resumption && !resumed {
+        // Whose session it was; a control connection that has not logged in
+        // yet decides by its login.
+        let ours = match &data.sessions {
+            Some(sessions) if resumed => sessions.verdict(DATA_TIMEOUT).await,
+            _ => false,
+        };
+        if !ours {
             return Err(DataError::Refused(
-                "the data connection did not resume the control connection's TLS session (tls_session_resumption is enforced)",
+                "the data connection did not resume a TLS session of this user's control connections from this address (tls_session_resumption is enforced)",
             ));
         }
         Ok(DataStream::Tls(Box::new(tls)))

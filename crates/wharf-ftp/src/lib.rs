@@ -6,14 +6,16 @@
 //! through the session's `UserFs`, so authorization and the activity log
 //! are the same as for SFTP. FTPS is explicit (AUTH TLS) only: with TLS
 //! configured, USER before AUTH TLS is refused, data connections must be
-//! TLS (PROT P) and, with [`Resumption::Enforced`], must resume the control
-//! connection's TLS session. rustls runs on the aws-lc-rs provider only.
+//! TLS (PROT P) and, with [`Resumption::Enforced`], must resume a TLS session
+//! this server issued to a control connection of the same user from the
+//! same client address. rustls runs on the aws-lc-rs provider only.
 //!
 //! Modules: `server` (accept loop), `session` (the command interpreter of
 //! one control connection), `control` (its line reader and AUTH TLS),
 //! `data` (passive ports, data TLS, the transfers), `listing` (LIST/MLSD
 //! lines), `reply` (replies, and `vfs::ErrorKind` to reply codes), `tls`
-//! (certificates and per-connection rustls configurations), `auth` (logins).
+//! (certificates and per-connection rustls configurations), `resume` (which
+//! sessions a data connection may resume), `auth` (logins).
 //!
 //! Architecture invariants:
 //! - No storage, no policy: the only road to bytes is `UserFs`.
@@ -27,10 +29,11 @@ mod control;
 mod data;
 mod listing;
 mod reply;
+mod resume;
 mod server;
 mod session;
 mod tls;
 
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-pub use server::{FtpConfig, FtpServer};
+pub use server::{FtpConfig, FtpServer, FtpSettings};
 pub use tls::{Resumption, TlsConfig, load_pem, self_signed_certificate};

@@ -67,8 +67,29 @@ impl std::fmt::Debug for FtpServer {
     }
 }
 
-impl FtpServer {
-    pub fn new(config: FtpConfig, gateway: Arc<Gateway>) -> Result<FtpServer, String> {
+/// A checked FTP or FTPS configuration: the TLS material parsed (the key
+/// matches the certificate), the passive ports and address checked. What
+/// [`FtpServer::new`] builds before it needs a gateway; `wharf check-config`
+/// builds it the same way.
+pub struct FtpSettings {
+    tls: Option<TlsMaterial>,
+    passive_ports: RangeInclusive<u16>,
+    passive_host: PassiveHost,
+    idle_timeout: Duration,
+    greeting: String,
+}
+
+impl std::fmt::Debug for FtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FtpSettings")
+            .field("ftps", &self.tls.is_some())
+            .field("passive_ports", &self.passive_ports)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FtpSettings {
+    pub fn new(config: FtpConfig) -> Result<FtpSettings, String> {
         let ports = config.passive_ports;
         if *ports.start() == 0 || ports.start() > ports.end() {
             return Err(format!(
@@ -97,16 +118,32 @@ impl FtpServer {
             Some(banner) => banner.replace(['\r', '\n'], " "),
             None => DEFAULT_GREETING.to_owned(),
         };
-        Ok(FtpServer {
+        Ok(FtpSettings {
+            tls,
+            passive_ports: ports,
+            passive_host,
+            idle_timeout: config.idle_timeout.max(Duration::from_secs(1)),
+            greeting,
+        })
+    }
+}
+
+impl FtpServer {
+    pub fn new(config: FtpConfig, gateway: Arc<Gateway>) -> Result<FtpServer, String> {
+        Ok(FtpServer::with_settings(FtpSettings::new(config)?, gateway))
+    }
+
+    pub fn with_settings(settings: FtpSettings, gateway: Arc<Gateway>) -> FtpServer {
+        FtpServer {
             inner: Arc::new(Shared {
                 gateway,
-                tls,
-                passive_ports: ports,
-                passive_host,
-                idle_timeout: config.idle_timeout.max(Duration::from_secs(1)),
-                greeting,
+                tls: settings.tls,
+                passive_ports: settings.passive_ports,
+                passive_host: settings.passive_host,
+                idle_timeout: settings.idle_timeout,
+                greeting: settings.greeting,
             }),
-        })
+        }
     }
 
     /// Whether this server speaks FTPS (explicit AUTH TLS).
@@ -175,7 +212,7 @@ impl FtpServer {
             }
         };
         let tls = match &self.inner.tls {
-            Some(material) => match material.for_connection() {
+            Some(material) => match material.for_connection(peer.ip()) {
                 Ok(tls) => Some(tls),
                 Err(error) => {
                     tracing::error!(%peer, "cannot set up TLS for an FTPS session: {error}");

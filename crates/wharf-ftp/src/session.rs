@@ -295,6 +295,12 @@ impl FtpSession {
         };
         match auth::login(&self.shared.gateway, &info, &username, arg).await {
             Some(session) => {
+                // From now on its data connections may resume the TLS
+                // sessions of this user's control connections from this
+                // address.
+                if let (Some(material), Some(tls)) = (&self.shared.tls, &mut self.tls) {
+                    material.logged_in(tls, &session.identity.username);
+                }
                 // PATH users start in their home directory; LOGICAL ones at
                 // their root.
                 self.cwd = session.fs.home().clone();
@@ -695,7 +701,14 @@ impl FtpSession {
             return Ok(Some(DataStream::Plain(stream)));
         };
         let enforce = tls.resumption == Resumption::Enforced;
-        match DataStream::tls(stream, tls.data.clone(), enforce).await {
+        let Some(data_tls) = tls.data() else {
+            // Not logged in: cannot happen (transfers need a session).
+            self.control
+                .reply(&Reply::new(425, "Can't open data connection."))
+                .await?;
+            return Ok(None);
+        };
+        match DataStream::tls(stream, data_tls, enforce).await {
             Ok(stream) => Ok(Some(stream)),
             Err(DataError::Connect(reason)) => {
                 tracing::info!(session = %self.info.session_id, "{operation}: {reason}");
@@ -865,6 +878,11 @@ impl FtpSession {
 
 impl Drop for FtpSession {
     fn drop(&mut self) {
+        // Its TLS sessions' retention period starts before DISCONNECTED is
+        // logged.
+        if let Some(tls) = &mut self.tls {
+            tls.end();
+        }
         if let Some(session) = &self.session {
             let audit = session.fs.audit();
             audit

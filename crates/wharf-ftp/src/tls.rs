@@ -1,42 +1,44 @@
 //! FTPS: certificates, and the rustls configurations of one control
 //! connection and its data connections.
 //!
-//! Each control connection gets two `ServerConfig`s (sharing the parsed
-//! certificate and key): one for itself and one for its data connections.
-//! Both share a session cache and ticket keys of their own, made for this
-//! control connection, so a data connection whose handshake rustls reports
-//! as resumed resumed *this* control connection's session, not any session
-//! of the server: that is what `tls_session_resumption = "enforced"` checks
-//! (see `data.rs`).
+//! Each control connection gets its own `ServerConfig` (sharing the parsed
+//! certificate and key) that issues TLS sessions with keys of its own
+//! ([`Issued`]). When it logs in, it joins the group of its user and client
+//! address in the server's [`Registry`], and gets the `ServerConfig` of its
+//! data connections, which resume the sessions of that group's members and
+//! no others: a data connection whose handshake rustls reports as resumed
+//! resumed a session this server issued to a control connection of the same
+//! user from the same address. That is what
+//! `tls_session_resumption = "enforced"` checks (see `data.rs` and
+//! `resume.rs`).
 //!
-//! Only the control connection issues session tickets. Data connections
-//! resume with the control connection's ticket; a fresh TLS 1.3 ticket on a
-//! data connection is a post-handshake message that an uploading client
-//! never reads, and closing a socket with unread data sends a reset, which
-//! makes the server's kernel drop the end of the upload (curl loses uploads
-//! that way: curl/curl#6149). Other servers turn TLS 1.3 off for this; this
-//! keeps TLS 1.3.
+//! Only control connections issue session tickets. Data connections resume
+//! with a control connection's ticket; a fresh TLS 1.3 ticket on a data
+//! connection is a post-handshake message that an uploading client never
+//! reads, and closing a socket with unread data sends a reset, which makes
+//! the server's kernel drop the end of the upload (curl loses uploads that
+//! way: curl/curl#6149). Other servers turn TLS 1.3 off for this; this keeps
+//! TLS 1.3. Data connections issue no TLS 1.2 session IDs either.
 
-use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
 use rustls::ServerConfig;
-use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{
-    ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert, StoresServerSessions,
-};
+use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+
+use crate::resume::{DataSessions, Issued, Membership, Registry, SessionCache};
 
 /// `tls_session_resumption`: what data connections must do about the
 /// control connection's TLS session (AWS `TlsSessionResumptionMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Resumption {
-    /// Data connections must resume the control connection's session (the
-    /// AWS default); one that does not is refused.
+    /// Data connections must resume a session issued to a control
+    /// connection of the same user from the same address (the AWS default);
+    /// one that does not is refused.
     #[default]
     Enforced,
     /// Resumption is offered but not required.
@@ -128,9 +130,11 @@ pub fn self_signed_certificate(names: &[String]) -> Result<(String, String), Str
 
 /// The server-wide part of FTPS: parsed once in `FtpServer::new`.
 pub(crate) struct TlsMaterial {
-    provider: Arc<CryptoProvider>,
-    key: Arc<CertifiedKey>,
+    /// Certificate, key, protocol versions: what every connection's
+    /// configuration starts from.
+    base: ServerConfig,
     pub(crate) resumption: Resumption,
+    registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for TlsMaterial {
@@ -141,14 +145,51 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
-/// Session IDs one control connection keeps for its data connections.
-const SESSION_CACHE_ENTRIES: usize = 16;
-
 /// The rustls configurations of one control connection.
 pub(crate) struct ConnectionTls {
     pub(crate) control: Arc<ServerConfig>,
-    pub(crate) data: Arc<ServerConfig>,
     pub(crate) resumption: Resumption,
+    /// Its place in the registry (`None` when resumption is disabled):
+    /// pending from the start, its user's from the login on.
+    membership: Option<Membership>,
+    /// The lifetime of the control connection's tickets.
+    lifetime: u32,
+    /// What every data connection's configuration starts from, from the
+    /// login on.
+    data: Option<ServerConfig>,
+}
+
+/// The configuration of one data connection, and what decides whether the
+/// session it resumed may be resumed (`None` when resumption is disabled).
+pub(crate) struct DataTls {
+    pub(crate) config: Arc<ServerConfig>,
+    pub(crate) sessions: Option<Arc<DataSessions>>,
+}
+
+impl ConnectionTls {
+    /// The configuration of one data connection: `None` before login.
+    pub(crate) fn data(&self) -> Option<DataTls> {
+        let mut config = self.data.clone()?;
+        let sessions = match &self.membership {
+            Some(membership) => {
+                let sessions = membership.data_sessions(self.lifetime)?;
+                config.session_storage = sessions.clone();
+                config.ticketer = sessions.clone();
+                Some(sessions)
+            }
+            None => None,
+        };
+        Some(DataTls {
+            config: Arc::new(config),
+            sessions,
+        })
+    }
+
+    /// The control connection has ended: its sessions stay resumable for
+    /// the retention period only if it logged in (see `resume.rs`).
+    pub(crate) fn end(&mut self) {
+        self.membership = None;
+    }
 }
 
 impl TlsMaterial {
@@ -167,48 +208,62 @@ impl TlsMaterial {
         let key = CertifiedKey::new(config.certificate_chain, signing);
         key.keys_match()
             .map_err(|e| format!("the private key does not match the certificate: {e}"))?;
+        let base = ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(OneCertificate(Arc::new(key))));
         Ok(TlsMaterial {
-            provider,
-            key: Arc::new(key),
+            base,
             resumption: config.session_resumption,
+            registry: Arc::new(Registry::default()),
         })
     }
 
-    /// The configurations of one new control connection and its data
-    /// connections, with a session cache and ticket keys of their own.
-    pub(crate) fn for_connection(&self) -> Result<ConnectionTls, String> {
-        let builder = || -> Result<ServerConfig, String> {
-            Ok(ServerConfig::builder_with_provider(self.provider.clone())
-                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-                .map_err(|e| e.to_string())?
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(OneCertificate(self.key.clone()))))
-        };
-        let mut control = builder()?;
-        let mut data = builder()?;
-        match self.resumption {
+    /// The configuration of one new control connection from `ip`, which
+    /// issues sessions with a session cache and ticket keys of its own, and
+    /// is a (pending) member of the registry from now on.
+    pub(crate) fn for_connection(&self, ip: IpAddr) -> Result<ConnectionTls, String> {
+        let mut control = self.base.clone();
+        let (membership, lifetime) = match self.resumption {
             Resumption::Enforced | Resumption::Enabled => {
-                let sessions = Arc::new(SessionCache::default());
-                let tickets: Arc<dyn ProducesTickets> =
-                    rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
-                control.session_storage = sessions.clone();
-                control.ticketer = tickets.clone();
-                data.session_storage = sessions;
-                data.ticketer = Arc::new(AcceptTicketsOnly(tickets));
-                data.send_tls13_tickets = 0;
+                let issued = Arc::new(Issued {
+                    tickets: rustls::crypto::aws_lc_rs::Ticketer::new()
+                        .map_err(|e| e.to_string())?,
+                    sessions: Arc::new(SessionCache::default()),
+                });
+                control.session_storage = issued.sessions.clone();
+                control.ticketer = issued.tickets.clone();
+                let lifetime = issued.tickets.lifetime();
+                (Some(self.registry.join(ip, issued)), lifetime)
             }
             Resumption::Disabled => {
-                for config in [&mut control, &mut data] {
-                    config.session_storage = Arc::new(NoServerSessionStorage {});
-                    config.send_tls13_tickets = 0;
-                }
+                control.session_storage = Arc::new(NoServerSessionStorage {});
+                control.send_tls13_tickets = 0;
+                (None, 0)
             }
-        }
+        };
         Ok(ConnectionTls {
             control: Arc::new(control),
-            data: Arc::new(data),
             resumption: self.resumption,
+            membership,
+            lifetime,
+            data: None,
         })
+    }
+
+    /// After a successful login as `user`: the control connection's
+    /// sessions count as `user`'s, and its data connections get their
+    /// configuration (they resume sessions of `user`'s control connections
+    /// from the same address, and issue none).
+    pub(crate) fn logged_in(&self, tls: &mut ConnectionTls, user: &str) {
+        let mut data = self.base.clone();
+        data.send_tls13_tickets = 0;
+        data.session_storage = Arc::new(NoServerSessionStorage {});
+        if let Some(membership) = &mut tls.membership {
+            membership.logged_in(user);
+        }
+        tls.data = Some(data);
     }
 }
 
@@ -218,67 +273,6 @@ struct OneCertificate(Arc<CertifiedKey>);
 impl ResolvesServerCert for OneCertificate {
     fn resolve(&self, _client_hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.0.clone())
-    }
-}
-
-/// The control connection's tickets on a data connection: accepted, never
-/// issued (see the module docs).
-#[derive(Debug)]
-struct AcceptTicketsOnly(Arc<dyn ProducesTickets>);
-
-impl ProducesTickets for AcceptTicketsOnly {
-    fn enabled(&self) -> bool {
-        true
-    }
-
-    fn lifetime(&self) -> u32 {
-        self.0.lifetime()
-    }
-
-    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
-        // None: no ticket in TLS 1.3, an empty one in TLS 1.2 ("the server
-        // changed its mind", RFC 5077 3.3; clients keep the one they have).
-        None
-    }
-
-    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        self.0.decrypt(cipher)
-    }
-}
-
-/// TLS 1.2 session IDs of one control connection. `take` does not remove:
-/// clients (FileZilla among them) resume the same session for every data
-/// connection.
-#[derive(Debug, Default)]
-struct SessionCache {
-    entries: Mutex<VecDeque<(Vec<u8>, Vec<u8>)>>,
-}
-
-impl StoresServerSessions for SessionCache {
-    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
-        let mut entries = self.entries.lock();
-        entries.retain(|(k, _)| *k != key);
-        if entries.len() >= SESSION_CACHE_ENTRIES {
-            entries.pop_front();
-        }
-        entries.push_back((key, value));
-        true
-    }
-
-    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.entries
-            .lock()
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.get(key)
-    }
-
-    fn can_cache(&self) -> bool {
-        true
     }
 }
 
@@ -303,12 +297,23 @@ mod tests {
                 resumption,
                 ..TlsMaterial::new(TlsConfig::from_pem(&cert, &key).unwrap()).unwrap()
             };
-            let tls = material.for_connection().unwrap();
-            assert_eq!(tls.data.send_tls13_tickets, 0);
+            let mut tls = material
+                .for_connection("127.0.0.1".parse().unwrap())
+                .unwrap();
+            assert!(tls.data().is_none(), "data connections before login");
             assert_eq!(
                 tls.control.send_tls13_tickets != 0,
                 resumption != Resumption::Disabled
             );
+            material.logged_in(&mut tls, "alice");
+            let data = tls.data().unwrap();
+            assert_eq!(data.config.send_tls13_tickets, 0);
+            assert!(!data.config.session_storage.can_cache());
+            assert_eq!(
+                data.config.ticketer.enabled(),
+                resumption != Resumption::Disabled
+            );
+            assert_eq!(data.sessions.is_some(), resumption != Resumption::Disabled);
         }
     }
 
@@ -320,18 +325,6 @@ mod tests {
         assert!(error.contains("does not match"), "{error}");
         assert!(TlsConfig::from_pem("", &other_key).is_err());
         assert!(TlsConfig::from_pem(&cert, "nonsense").is_err());
-    }
-
-    #[test]
-    fn session_cache_is_bounded_and_keeps_taken_sessions() {
-        let cache = SessionCache::default();
-        for i in 0..40u8 {
-            cache.put(vec![i], vec![i]);
-        }
-        assert_eq!(cache.entries.lock().len(), SESSION_CACHE_ENTRIES);
-        assert_eq!(cache.take(&[39]), Some(vec![39]));
-        assert_eq!(cache.get(&[39]), Some(vec![39]));
-        assert_eq!(cache.get(&[0]), None);
     }
 
     #[test]

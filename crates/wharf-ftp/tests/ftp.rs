@@ -274,12 +274,26 @@ PORT = int(os.environ["FTP_PORT"])
 PASSWORD = os.environ["FTP_PASSWORD"]
 
 class ReusingFTP_TLS(ftplib.FTP_TLS):
-    """The standard trick: data connections resume the control connection's TLS session."""
+    """The standard trick: data connections resume the control connection's TLS session.
+    `resume` may name another session instead (one of another control connection
+    made with the same SSLContext), or None for a full handshake; the last data
+    connection's session and whether it resumed are kept."""
+    resume = "own"
+    data_session = None
+    data_reused = None
+
     def ntransfercmd(self, cmd, rest=None):
         conn, size = ftplib.FTP.ntransfercmd(self, cmd, rest)
         if self._prot_p:
-            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=self.sock.session)
+            session = self.sock.session if self.resume == "own" else self.resume
+            conn = self.context.wrap_socket(conn, server_hostname=self.host, session=session)
+            self.data_session = conn.session
+            self.data_reused = conn.session_reused
+            if self.on_data is not None:
+                self.on_data()
         return conn, size
+
+    on_data = None
 
     def transfercmd_plain(self, cmd, rest=None):
         """A data connection without TLS, whatever PROT says."""
@@ -321,10 +335,11 @@ def context():
         ctx.maximum_version = ssl.TLSVersion.TLSv1_2
     return ctx
 
-def tls(user="alice", password=None, reuse=True):
+def tls(user="alice", password=None, reuse=True, ctx=None, source=None):
+    """A logged-in FTPS client with PROT P; `source`: the client's (address, port)."""
     cls = ReusingFTP_TLS if reuse else ftplib.FTP_TLS
-    f = cls(context=context(), timeout=15)
-    f.connect("127.0.0.1", PORT)
+    f = cls(context=ctx or context(), timeout=15)
+    f.connect("127.0.0.1", PORT, source_address=source)
     f.login(user, PASSWORD if password is None else password)
     f.prot_p()
     return f
@@ -993,6 +1008,210 @@ done(version=version)
             assert!(out[key].is_null(), "{mode:?}: {out}");
         }
         assert!(fx.lines.of("ERROR").is_empty(), "{mode:?}");
+        fx.stop().await;
+    }
+}
+
+/// SPEC section 2: with `tls_session_resumption = "enforced"` a data
+/// connection must resume a TLS session this server issued to a control
+/// connection of the same user from the same client address: clients like
+/// rclone share one session cache between several control connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_connections_resume_sessions_of_the_same_user_and_address() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let script = r#"
+ctx = context()
+first = tls(ctx=ctx)
+second = tls(ctx=ctx)
+bob = tls(user="bob", ctx=ctx)
+elsewhere = tls(ctx=ctx, source=("127.0.0.2", 0))
+version = first.sock.version()
+session = first.sock.session
+r = {}
+r["own"] = refused(second, second.nlst)
+# The session of a sibling control connection: same user, same address.
+second.resume = session
+r["sibling"] = refused(second, second.nlst)
+r["sibling_reused"] = second.data_reused
+# Alice's session on a data connection of bob's.
+bob.resume = session
+r["other_user"] = refused(bob, bob.nlst)
+bob.resume = "own"
+r["other_user_own"] = refused(bob, bob.nlst)
+# Alice's session from 127.0.0.1 on a data connection of alice from 127.0.0.2.
+elsewhere.resume = session
+r["other_address"] = refused(elsewhere, elsewhere.nlst)
+elsewhere.resume = "own"
+r["other_address_own"] = refused(elsewhere, elsewhere.nlst)
+# The first control connection ends; a pooled client still resumes its session.
+first.quit()
+print("first closed", flush=True)
+sys.stdin.readline()
+r["closed_sibling"] = refused(second, second.nlst)
+r["closed_sibling_reused"] = second.data_reused
+# A full handshake is refused, and leaves the client no session to resume.
+second.resume = None
+r["fresh"] = refused(second, second.nlst)
+second.resume = second.data_session
+r["fresh_again"] = refused(second, second.nlst)
+for f in (second, bob, elsewhere):
+    f.quit()
+done(version=version, **r)
+"#;
+    for (version, env) in [
+        ("TLSv1.3", vec![]),
+        ("TLSv1.2", vec![("FTP_TLS12", "1".to_owned())]),
+    ] {
+        let fx = start(Mode::Ftps(Resumption::Enforced)).await;
+        for user in ["alice", "bob"] {
+            write_file(&fx.home(user).join("file.txt"), b"data");
+        }
+        let mut command = tokio::process::Command::new("python3");
+        command
+            .arg("-c")
+            .arg(format!("{PRELUDE}\n{script}"))
+            .env("FTP_PORT", fx.port().to_string())
+            .env("FTP_PASSWORD", PASSWORD)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        for (key, value) in &env {
+            command.env(key, value);
+        }
+        let mut client = command.spawn().unwrap();
+        let mut stdin = client.stdin.take().unwrap();
+        let mut stdout = tokio::io::BufReader::new(client.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(DEADLINE, stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        if line.as_deref() != Some("first closed") {
+            let output = tokio::time::timeout(DEADLINE, client.wait_with_output())
+                .await
+                .unwrap()
+                .unwrap();
+            panic!(
+                "{version}: {line:?}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        // The first control connection is gone on the server side too.
+        fx.lines
+            .wait_for("DISCONNECTED", |l| l["activity-type"] == "DISCONNECTED")
+            .await;
+        stdin.write_all(b"go\n").await.unwrap();
+        let result = tokio::time::timeout(DEADLINE, stdout.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        let output = tokio::time::timeout(DEADLINE, client.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{version}: {stderr}");
+        let out: Value = serde_json::from_str(result.as_deref().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{version}: {e}: {result:?} {stderr}"));
+        assert_eq!(out["version"], version, "{out}");
+        for accepted in [
+            "own",
+            "sibling",
+            "other_user_own",
+            "other_address_own",
+            "closed_sibling",
+        ] {
+            assert!(out[accepted].is_null(), "{version} {accepted}: {out}");
+        }
+        assert_eq!(out["sibling_reused"], true, "{version}: {out}");
+        assert_eq!(out["closed_sibling_reused"], true, "{version}: {out}");
+        for refused in ["other_user", "other_address", "fresh", "fresh_again"] {
+            assert_eq!(out[refused], "550", "{version} {refused}: {out}");
+        }
+        let errors = fx.lines.of("ERROR");
+        assert_eq!(errors.len(), 4, "{version}: {errors:?}");
+        assert!(errors.iter().all(|l| {
+            l["message"] == "data connection refused"
+                && l["reason"].as_str().unwrap().contains("did not resume")
+        }));
+        let from_elsewhere = errors
+            .iter()
+            .filter(|l| l["source-ip"] == "127.0.0.2" && l["user"] == "alice")
+            .count();
+        assert_eq!(from_elsewhere, 1, "{version}: {errors:?}");
+        assert_eq!(
+            errors.iter().filter(|l| l["user"] == "bob").count(),
+            1,
+            "{version}: {errors:?}"
+        );
+        fx.stop().await;
+    }
+}
+
+/// rclone stores the TLS session of a new control connection as soon as its
+/// handshake is done and may resume it on a data connection of another
+/// control connection before the new one has logged in: the data
+/// connection's verdict then waits for that login, which must be the same
+/// user's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_of_a_connection_not_yet_logged_in_waits_for_its_login() {
+    let script = r#"
+import threading
+ctx = context()
+first = tls(ctx=ctx)
+r = {}
+for case, user, password in (("same_user", "alice", PASSWORD), ("other_user", "bob", PASSWORD),
+                             ("wrong_password", "alice", "wrong"), ("no_login", "alice", None)):
+    second = ReusingFTP_TLS(context=ctx, timeout=15)
+    second.connect("127.0.0.1", PORT)
+    second.auth()
+    second.sendcmd("USER " + user)   # reads the TLS 1.3 tickets too
+    first.resume = second.sock.session
+    handshake = threading.Event()
+    first.on_data = handshake.set
+    out = {}
+    def transfer():
+        out["code"] = refused(first, first.nlst)
+    thread = threading.Thread(target=transfer)
+    thread.start()
+    # The data connection has resumed the session of `second`, which has
+    # not logged in yet.
+    assert handshake.wait(15)
+    if password is None:
+        second.close()
+    else:
+        out["login"] = code(lambda: second.sendcmd("PASS " + password))
+        if out["login"] is not None:
+            second.close()
+    thread.join(20)
+    r[case] = out.get("code")
+    r[case + "_login"] = out.get("login")
+    first.on_data = None
+    if case in ("same_user", "other_user"):
+        second.quit()
+first.resume = "own"
+r["own_after"] = refused(first, first.nlst)
+first.quit()
+done(**r)
+"#;
+    for env in [vec![], vec![("FTP_TLS12", "1".to_owned())]] {
+        let fx = start(Mode::Ftps(Resumption::Enforced)).await;
+        write_file(&fx.home("alice").join("file.txt"), b"data");
+        let out = python_with(&fx, script, &env).await.ok().json();
+        assert!(out["same_user"].is_null(), "{env:?}: {out}");
+        assert!(out["same_user_login"].is_null(), "{env:?}: {out}");
+        assert_eq!(out["other_user"], "550", "{env:?}: {out}");
+        assert!(out["other_user_login"].is_null(), "{env:?}: {out}");
+        assert_eq!(out["wrong_password"], "550", "{env:?}: {out}");
+        assert_eq!(out["wrong_password_login"], "530", "{env:?}: {out}");
+        assert_eq!(out["no_login"], "550", "{env:?}: {out}");
+        assert!(out["own_after"].is_null(), "{env:?}: {out}");
+        let errors = fx.lines.of("ERROR");
+        assert_eq!(errors.len(), 3, "{env:?}: {errors:?}");
+        assert!(
+            errors.iter().all(|l| l["user"] == "alice"
+                && l["reason"].as_str().unwrap().contains("did not resume"))
+        );
         fx.stop().await;
     }
 }

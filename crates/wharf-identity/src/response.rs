@@ -24,6 +24,55 @@ const KNOWN_FIELDS: [&str; 8] = [
     "SessionTags",
 ];
 
+/// The most unknown field names one warning names.
+const MAX_NAMED_FIELDS: usize = 20;
+/// The most characters of one unknown field name a warning shows.
+const MAX_NAME_CHARS: usize = 64;
+
+/// The fields of a response object that are not part of the response
+/// contract (SPEC section 3), in order.
+pub(crate) fn unknown_fields(object: &serde_json::Map<String, Value>) -> Vec<String> {
+    object
+        .keys()
+        .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The warning for the unknown fields of one provider answer, naming them
+/// and never showing their values (SPEC section 3), or `None` when every
+/// field is known. `redact` removes what must not be shown from a name (a
+/// provider echoing the password as a key). Names are quoted and escaped,
+/// shortened, and at most [`MAX_NAMED_FIELDS`] are named.
+pub(crate) fn unknown_fields_warning(
+    kind: &str,
+    object: &serde_json::Map<String, Value>,
+    redact: impl Fn(&str) -> String,
+) -> Option<String> {
+    let unknown = unknown_fields(object);
+    if unknown.is_empty() {
+        return None;
+    }
+    let mut names: Vec<String> = unknown
+        .iter()
+        .take(MAX_NAMED_FIELDS)
+        .map(|name| {
+            let name = redact(name);
+            let short: String = name.chars().take(MAX_NAME_CHARS).collect();
+            let more = if short.len() < name.len() { "..." } else { "" };
+            format!("{short:?}{more}")
+        })
+        .collect();
+    if unknown.len() > MAX_NAMED_FIELDS {
+        names.push(format!("and {} more", unknown.len() - MAX_NAMED_FIELDS));
+    }
+    Some(format!(
+        "the {kind} identity provider's answer has fields that are not part of the response \
+         object, ignored: {}",
+        names.join(", ")
+    ))
+}
+
 /// A value that AWS sends as a JSON string holding JSON, which wharf also
 /// accepts as the JSON itself.
 fn json_or_string(field: &str, value: &Value) -> Result<Value, String> {
@@ -229,11 +278,7 @@ pub fn validate_response(
     if object.is_empty() {
         return Err("the identity provider returned an empty response (denied)".to_owned());
     }
-    let unknown_fields: Vec<String> = object
-        .keys()
-        .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
-        .cloned()
-        .collect();
+    let unknown_fields = unknown_fields(object);
 
     let role = match string_field(object, "Role")? {
         None => None,
@@ -503,6 +548,56 @@ mod tests {
             json!({"HomeDirectory": "/default", "PosixProfile": {"Uid": -1, "Gid": 0}}),
             Err("Uid"),
         );
+    }
+
+    #[test]
+    fn unknown_fields_are_named_never_shown() {
+        let object = |value: Value| value.as_object().unwrap().clone();
+        let none = |name: &str| name.to_owned();
+        assert_eq!(
+            unknown_fields_warning(
+                "lambda",
+                &object(json!({"HomeDirectory": "/default", "Role": "r"})),
+                none
+            ),
+            None
+        );
+        let warning = unknown_fields_warning(
+            "lambda",
+            &object(json!({
+                "HomeDirectory": "/default",
+                "Foo": "secret-value",
+                "Bar": {"nested": "secret-value"}
+            })),
+            none,
+        )
+        .unwrap();
+        assert!(warning.contains("\"Foo\""), "{warning}");
+        assert!(warning.contains("\"Bar\""), "{warning}");
+        assert!(warning.contains("lambda"), "{warning}");
+        assert!(!warning.contains("secret-value"), "{warning}");
+        assert!(!warning.contains("HomeDirectory"), "{warning}");
+        // Hostile names: escaped, shortened, counted, redacted.
+        let mut hostile = serde_json::Map::new();
+        hostile.insert("line\nbreak".into(), json!(1));
+        hostile.insert("x".repeat(500), json!(1));
+        hostile.insert("pw-hunter2".into(), json!(1));
+        let warning =
+            unknown_fields_warning("command", &hostile, |n| n.replace("hunter2", "***")).unwrap();
+        assert!(!warning.contains('\n'), "{warning}");
+        assert!(warning.contains("line\\nbreak"), "{warning}");
+        assert!(
+            warning.contains(&format!("\"{}\"...", "x".repeat(64))),
+            "{warning}"
+        );
+        assert!(!warning.contains(&"x".repeat(65)), "{warning}");
+        assert!(warning.contains("pw-***"), "{warning}");
+        assert!(!warning.contains("hunter2"), "{warning}");
+        let many: serde_json::Map<String, Value> =
+            (0..33).map(|i| (format!("f{i:02}"), json!(i))).collect();
+        let warning = unknown_fields_warning("command", &many, none).unwrap();
+        assert!(warning.contains("\"f19\", and 13 more"), "{warning}");
+        assert!(!warning.contains("f20"), "{warning}");
     }
 
     #[test]

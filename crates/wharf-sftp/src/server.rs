@@ -90,6 +90,44 @@ impl SecurityPolicy {
         }
     }
 
+    /// The name in the configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityPolicy::Wharf2025_11 => Self::NAMES[0],
+            SecurityPolicy::WharfRestricted2025_11 => Self::NAMES[1],
+            SecurityPolicy::WharfFips2025_11 => Self::NAMES[2],
+        }
+    }
+
+    /// What [`SftpServer::new`] requires of the host keys (given by their
+    /// algorithms, so that keys still to be generated can be checked): at
+    /// least one, and one this policy offers.
+    pub fn check_host_keys(self, algorithms: &[Algorithm]) -> Result<(), String> {
+        if algorithms.is_empty() {
+            return Err("no host keys".to_owned());
+        }
+        let preferred = self.preferred();
+        let usable = algorithms.iter().any(|k| {
+            preferred.key.iter().any(|a| match a {
+                Algorithm::Rsa { .. } => matches!(k, Algorithm::Rsa { .. }),
+                other => k == other,
+            })
+        });
+        if !usable {
+            return Err(format!(
+                "no host key suits the security policy {} (it offers {})",
+                self.name(),
+                preferred
+                    .key
+                    .iter()
+                    .map(|a| a.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        Ok(())
+    }
+
     pub fn preferred(self) -> Preferred {
         use russh::{cipher, kex, mac};
         let extensions = [
@@ -221,19 +259,9 @@ impl std::fmt::Debug for SftpServer {
 
 impl SftpServer {
     pub fn new(config: SftpConfig, gateway: Arc<Gateway>) -> Result<SftpServer, String> {
-        if config.host_keys.is_empty() {
-            return Err("no host keys".to_owned());
-        }
+        let algorithms: Vec<Algorithm> = config.host_keys.iter().map(|k| k.algorithm()).collect();
+        config.security_policy.check_host_keys(&algorithms)?;
         let preferred = config.security_policy.preferred();
-        let usable = config.host_keys.iter().any(|k| {
-            preferred.key.iter().any(|a| match a {
-                Algorithm::Rsa { .. } => k.algorithm().is_rsa(),
-                other => k.algorithm() == *other,
-            })
-        });
-        if !usable {
-            return Err("no host key suits the security policy".to_owned());
-        }
         let ssh = russh::server::Config {
             server_id: russh::SshId::Standard(Cow::Borrowed("SSH-2.0-wharf")),
             methods: config.auth_methods.first_methods(),
@@ -649,5 +677,41 @@ struct ChannelOutput(Arc<ChannelWriteHalf<Msg>>);
 impl Output for ChannelOutput {
     async fn send(&mut self, data: Bytes) -> Result<(), ()> {
         self.0.data_bytes(data).await.map_err(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_keys_must_suit_the_security_policy() {
+        let ed25519 = [Algorithm::Ed25519];
+        let rsa = [Algorithm::Rsa { hash: None }];
+        assert_eq!(
+            SecurityPolicy::Wharf2025_11.check_host_keys(&ed25519),
+            Ok(())
+        );
+        assert_eq!(
+            SecurityPolicy::WharfFips2025_11.check_host_keys(&rsa),
+            Ok(())
+        );
+        let refused = SecurityPolicy::WharfFips2025_11.check_host_keys(&ed25519);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.contains("wharf-fips-2025-11") && e.contains("rsa-sha2-512")),
+            "{refused:?}"
+        );
+        assert_eq!(
+            SecurityPolicy::Wharf2025_11.check_host_keys(&[]),
+            Err("no host keys".to_owned())
+        );
+        for name in SecurityPolicy::NAMES {
+            assert_eq!(
+                SecurityPolicy::parse(name).map(SecurityPolicy::name),
+                Some(name)
+            );
+        }
     }
 }

@@ -46,6 +46,7 @@ pub struct ServerConfig {
     pub ban_after_failures: u32,
     pub ban_window: Duration,
     pub ban_time: Duration,
+    pub ban_exempt: Vec<String>,
     pub shutdown_grace: Duration,
     pub admin_listen: Option<SocketAddr>,
 }
@@ -495,6 +496,20 @@ fn resolve(base: &Path, path: &str) -> PathBuf {
     }
 }
 
+/// `http://host[:port][/path]` or `https://...`: a scheme, `://` and a
+/// host. (The s3 store's constructor parses it again, as a URL.)
+fn is_http_url(text: &str) -> bool {
+    let Some(rest) = text
+        .strip_prefix("http://")
+        .or_else(|| text.strip_prefix("https://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    !host.is_empty() && !host.starts_with(':') && !text.chars().any(char::is_whitespace)
+}
+
 /// `15m`, `30s`, `1h30m`, `500ms`, `0s`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let bad = || format!("{text:?} is not a duration like 30s, 15m or 1h");
@@ -590,6 +605,7 @@ fn convert(
     let ban_after_failures = s.integer(errors, "ban_after_failures", 20, 10..=1_000_000) as u32;
     let ban_window = s.duration(errors, "ban_window", "5m");
     let ban_time = s.duration(errors, "ban_time", "15m");
+    let ban_exempt = s.strings(errors, "ban_exempt");
     let shutdown_grace = s.duration(errors, "shutdown_grace", "30s");
     let admin_listen = s.address(errors, "admin_listen", "");
     // Fail closed on what is specified but not built yet: a PROXY header
@@ -599,6 +615,15 @@ fn convert(
             "server.proxy_protocol: PROXY protocol support is not available in this build yet"
                 .to_owned(),
         );
+    }
+    // The brute-force defence (SPEC section 8) is not built yet: its keys
+    // are refused when given, never silently ignored.
+    for key in ["ban_after_failures", "ban_window", "ban_time", "ban_exempt"] {
+        if server_table.contains_key(key) {
+            errors.push(format!(
+                "server.{key}: the brute-force defence is not available in this build yet"
+            ));
+        }
     }
     if admin_listen.is_some() {
         errors.push(
@@ -619,6 +644,7 @@ fn convert(
         ban_after_failures,
         ban_window,
         ban_time,
+        ban_exempt,
         shutdown_grace,
         admin_listen,
     };
@@ -707,6 +733,13 @@ fn convert(
                 "s3" => {
                     let bucket = s.string(errors, "bucket", name);
                     let endpoint = s.optional(errors, "endpoint");
+                    if let Some(endpoint) = &endpoint
+                        && !is_http_url(endpoint)
+                    {
+                        errors.push(format!(
+                            "{path}.endpoint: {endpoint:?} is not an absolute http(s) URL"
+                        ));
+                    }
                     let region = s.string(errors, "region", "us-east-1");
                     let path_style = s.boolean(errors, "path_style", true);
                     let access_key_id = s.optional(errors, "access_key_id");
@@ -851,7 +884,17 @@ fn convert(
         s.get(key);
     }
     match kind.as_str() {
-        "service_managed" => {}
+        "service_managed" => {
+            if database
+                .as_deref()
+                .is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
+            {
+                errors.push(
+                    "identity_provider.database: PostgreSQL is not available in this build yet"
+                        .to_owned(),
+                );
+            }
+        }
         "lambda" | "api_gateway" => {
             if url.is_none() {
                 errors.push(format!("identity_provider.url: required for type {kind:?}"));
@@ -1022,12 +1065,72 @@ mod tests {
                 "[identity_provider]\ntype = \"ldap\"\n",
                 "identity_provider.type: \"ldap\" is part of the contract",
             ),
+            (
+                "[server]\nban_after_failures = 30\n",
+                "server.ban_after_failures: the brute-force defence is not available",
+            ),
+            (
+                "[server]\nban_window = \"5m\"\n",
+                "server.ban_window: the brute-force defence",
+            ),
+            (
+                "[server]\nban_time = \"15m\"\n",
+                "server.ban_time: the brute-force defence",
+            ),
+            (
+                "[server]\nban_exempt = [\"10.0.0.0/8\"]\n",
+                "server.ban_exempt: the brute-force defence",
+            ),
+            (
+                "[identity_provider]\ndatabase = \"postgres://db/wharf\"\n",
+                "identity_provider.database: PostgreSQL is not available",
+            ),
         ] {
             let errors = load_text(&format!("{base}{extra}"), &[]).unwrap_err();
             assert!(
                 errors.iter().any(|e| e.starts_with(expected)),
                 "{expected:?} not in {errors:?}"
             );
+        }
+    }
+
+    #[test]
+    fn ban_keys_are_refused_only_when_given() {
+        let base = "[storage.a]\nkind = \"filesystem\"\nroot = \"a\"\n";
+        assert!(load_text(base, &[]).is_ok());
+        let errors = load_text(base, &[("WHARF__SERVER__BAN_TIME", "1h")]).unwrap_err();
+        assert_eq!(
+            errors,
+            ["server.ban_time: the brute-force defence is not available in this build yet"]
+        );
+    }
+
+    #[test]
+    fn s3_endpoints_are_absolute_http_urls() {
+        for (endpoint, ok) in [
+            ("http://127.0.0.1:9000", true),
+            ("https://s3.example.com", true),
+            ("https://s3.example.com/prefix/", true),
+            ("::not a url::", false),
+            ("127.0.0.1:9000", false),
+            ("ftp://example.com", false),
+            ("http://", false),
+            ("http://:9000", false),
+            ("http://exa mple.com", false),
+        ] {
+            let text = format!("[storage.r]\nkind = \"s3\"\nendpoint = \"{endpoint}\"\n");
+            match load_text(&text, &[]) {
+                Ok(_) => assert!(ok, "{endpoint} was accepted"),
+                Err(errors) => {
+                    assert!(!ok, "{endpoint}: {errors:?}");
+                    assert_eq!(
+                        errors,
+                        [format!(
+                            "storage.r.endpoint: {endpoint:?} is not an absolute http(s) URL"
+                        )]
+                    );
+                }
+            }
         }
     }
 

@@ -12,15 +12,11 @@ use russh::keys::{Algorithm, PrivateKey};
 use crate::Failure;
 use crate::config::ServerConfig;
 
-fn load(path: &Path) -> Result<PrivateKey, Failure> {
+fn load(path: &Path) -> Result<PrivateKey, String> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::User(format!("cannot read host key {}: {e}", path.display())))?;
-    russh::keys::decode_secret_key(&text, None).map_err(|e| {
-        Failure::User(format!(
-            "host key {} is not a usable private key: {e}",
-            path.display()
-        ))
-    })
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    russh::keys::decode_secret_key(&text, None)
+        .map_err(|e| format!("{} is not a usable private key: {e}", path.display()))
 }
 
 fn generate(algorithm: &str) -> Result<PrivateKey, Failure> {
@@ -60,21 +56,58 @@ pub fn generated_paths(data_dir: &Path) -> [(PathBuf, &'static str); 2] {
     ]
 }
 
-/// The configured keys, or the generated ones (created on first use).
-pub fn load_or_generate(server: &ServerConfig) -> Result<Vec<PrivateKey>, Failure> {
-    if !server.host_keys.is_empty() {
-        return server.host_keys.iter().map(|p| load(p)).collect();
+/// The algorithm of a key `generate` makes.
+pub fn algorithm(kind: &str) -> Algorithm {
+    match kind {
+        "ed25519" => Algorithm::Ed25519,
+        _ => Algorithm::Rsa { hash: None },
     }
+}
+
+/// The configured keys; or the generated ones that exist, and the ones
+/// still to generate (with their paths). Reads, never writes; every problem
+/// named by its key path.
+#[allow(clippy::type_complexity)]
+pub fn plan(
+    server: &ServerConfig,
+) -> Result<(Vec<PrivateKey>, Vec<(PathBuf, &'static str)>), Vec<String>> {
     let mut keys = Vec::new();
+    let mut problems = Vec::new();
+    if !server.host_keys.is_empty() {
+        for (i, path) in server.host_keys.iter().enumerate() {
+            match load(path) {
+                Ok(key) => keys.push(key),
+                Err(e) => problems.push(format!("server.host_keys[{i}]: {e}")),
+            }
+        }
+        return if problems.is_empty() {
+            Ok((keys, Vec::new()))
+        } else {
+            Err(problems)
+        };
+    }
+    let mut generate = Vec::new();
     for (path, algorithm) in generated_paths(&server.data_dir) {
         if path.exists() {
-            keys.push(load(&path)?);
+            match load(&path) {
+                Ok(key) => keys.push(key),
+                Err(e) => problems.push(format!("server.data_dir: host key {e}")),
+            }
         } else {
-            let key = generate(algorithm)?;
-            save(&path, &key)?;
-            eprintln!("wharf: generated {algorithm} host key {}", path.display());
-            keys.push(key);
+            generate.push((path, algorithm));
         }
     }
-    Ok(keys)
+    if problems.is_empty() {
+        Ok((keys, generate))
+    } else {
+        Err(problems)
+    }
+}
+
+/// Generates a host key of `kind` and writes it to `path` (owner-only).
+pub fn generate_into(path: &Path, kind: &str) -> Result<PrivateKey, Failure> {
+    let key = generate(kind)?;
+    save(path, &key)?;
+    eprintln!("wharf: generated {kind} host key {}", path.display());
+    Ok(key)
 }

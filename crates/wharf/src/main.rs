@@ -102,7 +102,9 @@ fn run(cli: Cli) -> CommandResult {
         }
         Command::CheckConfig => {
             let config = load_config(config_path.as_deref())?;
-            runtime.block_on(wiring::check(&config))?;
+            // Everything serve builds before it listens, without its side
+            // effects: what this accepts, serve runs.
+            wiring::ServePlan::build(&config).map_err(Failure::Config)?;
             let source = config
                 .file
                 .as_ref()

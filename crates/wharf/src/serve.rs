@@ -6,22 +6,25 @@ use rand::Rng;
 use serde_json::json;
 use tokio::net::TcpListener;
 use wharf_audit::AuditLog;
+use wharf_ftp::FtpServer;
 use wharf_identity::Password;
 use wharf_identity::service_managed::{NewUser, UserStore};
 use wharf_listen::Shutdown;
-use wharf_sftp::{AuthMethods, SecurityPolicy, SftpConfig, SftpServer};
+use wharf_sftp::SftpServer;
 
-use wharf_ftp::{FtpConfig, FtpServer, Resumption, TlsConfig, load_pem, self_signed_certificate};
-
-use crate::config::{Config, FtpsProtocol};
-use crate::{CommandResult, Failure, hostkeys, wiring};
+use crate::config::Config;
+use crate::{CommandResult, Failure, wiring};
 
 /// Connections one listener serves at once.
 const MAX_CONNECTIONS: usize = 10_000;
 /// The longest a shutdown waits for the stores to abort unfinished uploads.
 const STORE_QUIESCE: std::time::Duration = std::time::Duration::from_secs(20);
 
-fn init_tracing() {
+/// Diagnostics (`tracing`) to stderr, `warn` and above unless `WHARF_LOG`
+/// says otherwise: for `serve`, and for the commands that ask the identity
+/// provider (`test-idp`, `policy simulate`), so that they show the same
+/// warnings a login would.
+pub(crate) fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("WHARF_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
@@ -67,46 +70,6 @@ async fn ensure_demo_user(
         );
     }
     Ok(())
-}
-
-/// The FTPS certificate: configured, or self-signed once in `data_dir`.
-fn ftps_tls(config: &Config, ftps: &FtpsProtocol) -> Result<TlsConfig, Failure> {
-    let mut tls = match (&ftps.certificate, &ftps.private_key) {
-        (Some(cert), Some(key)) => load_pem(cert, key)
-            .map_err(|e| Failure::User(format!("protocols.ftps.certificate: {e}")))?,
-        _ => {
-            let dir = config.server.data_dir.join("ftps");
-            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-            if !cert.exists() || !key.exists() {
-                let (cert_pem, key_pem) = self_signed_certificate(&[
-                    "localhost".to_owned(),
-                    ftps.listen.ip().to_string(),
-                ])
-                .map_err(Failure::Internal)?;
-                std::fs::create_dir_all(&dir)
-                    .and_then(|()| std::fs::write(&cert, cert_pem))
-                    .and_then(|()| {
-                        use std::io::Write;
-                        use std::os::unix::fs::OpenOptionsExt;
-                        std::fs::OpenOptions::new()
-                            .write(true)
-                            .create(true)
-                            .truncate(true)
-                            .mode(0o600)
-                            .open(&key)?
-                            .write_all(key_pem.as_bytes())
-                    })
-                    .map_err(|e| Failure::User(format!("cannot write {}: {e}", dir.display())))?;
-                eprintln!(
-                    "wharf: generated a self-signed FTPS certificate {}",
-                    cert.display()
-                );
-            }
-            load_pem(&cert, &key).map_err(Failure::Internal)?
-        }
-    };
-    tls.session_resumption = Resumption::parse(&ftps.tls_session_resumption).unwrap_or_default();
-    Ok(tls)
 }
 
 async fn spawn_ftp(
@@ -155,36 +118,21 @@ async fn signal() -> &'static str {
 
 pub async fn serve(config: Config) -> CommandResult {
     init_tracing();
-    if config.sftp.is_none() && config.ftps.is_none() && config.ftp.is_none() {
-        return Err(Failure::User(
-            "no protocol is enabled: add a [protocols.sftp] (or ftps, ftp) section".into(),
-        ));
-    }
-    let (gateway, users) = wiring::gateway(&config, AuditLog::stdout()).await?;
+    // The same checks as `check-config`, then what only serve does.
+    let plan = wiring::ServePlan::build(&config).map_err(Failure::Config)?;
+    let (gateway, users) = plan.gateway.realize(AuditLog::stdout()).await?;
     let mut sftp_address = None;
     let shutdown = Shutdown::new();
     let mut listeners = tokio::task::JoinSet::new();
 
-    if let Some(sftp) = &config.sftp {
-        let host_keys = hostkeys::load_or_generate(&config.server)?;
-        let server = SftpServer::new(
-            SftpConfig {
-                host_keys,
-                banner: Some(config.server.banner.clone()),
-                idle_timeout: config.server.idle_timeout,
-                auth_methods: AuthMethods::parse(&config.identity.sftp_authentication_methods)
-                    .unwrap_or(AuthMethods::PublicKeyOrPassword),
-                security_policy: SecurityPolicy::parse(&config.server.security_policy)
-                    .unwrap_or(SecurityPolicy::Wharf2025_11),
-            },
-            gateway.clone(),
-        )
-        .map_err(|e| Failure::User(format!("protocols.sftp: {e}")))?;
+    if let Some(sftp) = plan.sftp {
+        let listen = sftp.listen;
+        let server = SftpServer::new(sftp.realize()?, gateway.clone())
+            .map_err(|e| Failure::User(format!("protocols.sftp: {e}")))?;
         let server = Arc::new(server);
-        let listener = TcpListener::bind(sftp.listen).await.map_err(|e| {
+        let listener = TcpListener::bind(listen).await.map_err(|e| {
             Failure::User(format!(
-                "protocols.sftp.listen: cannot listen on {}: {e}",
-                sftp.listen
+                "protocols.sftp.listen: cannot listen on {listen}: {e}"
             ))
         })?;
         let address = listener
@@ -207,38 +155,19 @@ pub async fn serve(config: Config) -> CommandResult {
         ));
     }
     let mut ftps_address = None;
-    if let Some(ftps) = &config.ftps {
-        let tls = ftps_tls(&config, ftps)?;
-        let server = FtpServer::new(
-            FtpConfig {
-                tls: Some(tls),
-                passive_ports: ftps.passive_ports.clone(),
-                passive_address: ftps.passive_address.clone(),
-                idle_timeout: config.server.idle_timeout,
-                banner: Some(config.server.banner.clone()).filter(|b| !b.is_empty()),
-            },
-            gateway.clone(),
-        )
-        .map_err(|e| Failure::User(format!("protocols.ftps: {e}")))?;
+    if let Some(ftps) = plan.ftps {
+        ftps.realize()?;
+        let server = FtpServer::with_settings(ftps.settings, gateway.clone());
         ftps_address =
             Some(spawn_ftp(&mut listeners, &shutdown, server, ftps.listen, "FTPS").await?);
     }
-    if let Some(ftp) = &config.ftp {
+    if let Some(ftp) = plan.ftp {
         eprintln!(
             "wharf: warning: plain FTP is enabled on {}: passwords and files cross the network unencrypted",
             ftp.listen
         );
-        let server = FtpServer::new(
-            FtpConfig {
-                tls: None,
-                passive_ports: ftp.passive_ports.clone(),
-                passive_address: None,
-                idle_timeout: config.server.idle_timeout,
-                banner: Some(config.server.banner.clone()).filter(|b| !b.is_empty()),
-            },
-            gateway.clone(),
-        )
-        .map_err(|e| Failure::User(format!("protocols.ftp: {e}")))?;
+        ftp.realize()?;
+        let server = FtpServer::with_settings(ftp.settings, gateway.clone());
         spawn_ftp(&mut listeners, &shutdown, server, ftp.listen, "FTP").await?;
     }
     if config.is_embedded()

@@ -86,7 +86,11 @@ pub async fn run(config: &Config, args: TestIdpArgs) -> CommandResult {
             ));
         }
     };
-    let (gateway, _) = wiring::gateway(config, AuditLog::discard()).await?;
+    // The provider's warnings (unknown response fields...) go to stderr.
+    crate::serve::init_tracing();
+    let (gateway, _) = wiring::GatewayPlan::for_logins(config)?
+        .realize(AuditLog::discard())
+        .await?;
     let conn = conn(protocol(&args.protocol), args.source_ip);
     let (answer, result) = gateway.ask(&conn, &args.user, credential).await;
     let mut output = json!({
@@ -133,7 +137,10 @@ pub async fn simulate(
             "--resource {resource:?} is not an ARN (arn:aws:s3:::STORE/key)"
         )));
     }
-    let (gateway, _) = wiring::gateway(config, AuditLog::discard()).await?;
+    crate::serve::init_tracing();
+    let (gateway, _) = wiring::GatewayPlan::for_logins(config)?
+        .realize(AuditLog::discard())
+        .await?;
     let source_ip = extra
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("aws:SourceIp"))

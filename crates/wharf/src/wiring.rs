@@ -1,10 +1,28 @@
-//! From a validated [`Config`] to running parts: stores, policies, the
-//! identity provider and the gateway.
+//! From a validated [`Config`] to running parts, in two steps that
+//! `check-config` and `serve` share, so that what `check-config` accepts,
+//! `serve` runs (SPEC section 1):
+//!
+//! 1. [`ServePlan::build`] constructs everything `serve` needs with the same
+//!    constructors `serve` uses (the stores, the identity provider, the
+//!    policies, the FTPS TLS material, the host keys, the front-ends'
+//!    settings), reading files but writing nothing, and collects every
+//!    problem with its key path. `check-config` stops here.
+//! 2. [`GatewayPlan::realize`] and the `realize` steps of `serve.rs` do what
+//!    only `serve` may: create store roots, open (and create) the user
+//!    database, write what was generated (host keys, the self-signed FTPS
+//!    certificate, the server id).
+//!
+//! `test-idp` and `policy simulate` build the gateway part only.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use russh::keys::{Algorithm, PrivateKey};
 use wharf_audit::AuditLog;
+use wharf_ftp::{FtpConfig, FtpSettings, Resumption, TlsConfig, load_pem, self_signed_certificate};
 use wharf_identity::service_managed::{ServiceManaged, UserStore};
 use wharf_identity::{
     ApiGatewayConfig, ApiGatewayProvider, CommandConfig, CommandProvider, IdentityProvider,
@@ -12,68 +30,208 @@ use wharf_identity::{
 };
 use wharf_policy::{Policy, PolicyKind};
 use wharf_session::{Gateway, GatewayConfig, RolePolicies};
+use wharf_sftp::{AuthMethods, SecurityPolicy, SftpConfig};
 use wharf_storage::Store;
 use wharf_storage::filesystem::FilesystemStore;
 use wharf_storage::s3::{S3Config, S3Store, Sse};
 use wharf_vfs::StoreHandle;
 
-use crate::config::{Config, StorageKind};
-use crate::{CommandResult, Failure};
+use crate::config::{Config, FtpsProtocol, StorageKind};
+use crate::{Failure, hostkeys};
 
-/// Opens every configured store (no network I/O).
-pub fn stores(config: &Config) -> Result<BTreeMap<String, Arc<StoreHandle>>, Failure> {
-    let mut stores = BTreeMap::new();
-    for (name, store) in &config.storage {
-        let backend: Arc<dyn Store> = match &store.kind {
-            StorageKind::Filesystem { root } => Arc::new(
-                FilesystemStore::open(root)
-                    .map_err(|e| Failure::User(format!("storage.{name}.root: {}", e.message)))?,
-            ),
-            StorageKind::S3 {
-                bucket,
-                endpoint,
-                region,
-                path_style,
-                access_key_id,
-                secret_access_key,
-                server_side_encryption,
-                kms_key_id,
-                upload_part_size,
-                upload_concurrency,
-            } => {
-                let mut s3 = S3Config::new(bucket.clone());
-                s3.endpoint = endpoint.clone();
-                s3.region = region.clone();
-                s3.path_style = *path_style;
-                s3.access_key_id = access_key_id.clone();
-                s3.secret_access_key = secret_access_key.clone();
-                s3.server_side_encryption = match server_side_encryption.as_deref() {
-                    Some("AES256") => Some(Sse::Aes256),
-                    Some("aws:kms") => Some(Sse::Kms {
-                        kms_key_id: kms_key_id.clone(),
-                    }),
-                    _ => None,
-                };
-                s3.upload_part_size = usize::try_from(*upload_part_size).unwrap_or(usize::MAX);
-                s3.upload_concurrency = *upload_concurrency;
-                Arc::new(
-                    S3Store::new(s3)
-                        .map_err(|e| Failure::User(format!("storage.{name}: {}", e.message)))?,
-                )
-            }
-        };
-        stores.insert(
-            name.clone(),
-            Arc::new(StoreHandle {
-                name: name.clone(),
-                store: backend,
-            }),
-        );
-    }
-    Ok(stores)
+/// A store as `serve` will open it.
+enum StorePlan {
+    Ready(Arc<dyn Store>),
+    /// A filesystem store whose root does not exist yet: `serve` creates it.
+    CreateRoot(PathBuf),
 }
 
-fn read_policy(path: &std::path::Path, key: &str, kind: PolicyKind) -> Result<Arc<Policy>, String> {
+/// The identity provider as `serve` will run it.
+enum ProviderPlan {
+    /// Service-managed users: the database is opened (created when missing)
+    /// by `serve` only.
+    ServiceManaged {
+        database: PathBuf,
+        timeout: Duration,
+    },
+    Ready(Arc<dyn IdentityProvider>),
+}
+
+/// Something generated in memory that `serve` writes before it uses it.
+struct Pending {
+    path: PathBuf,
+    contents: String,
+    /// Owner-only (a private key).
+    private: bool,
+}
+
+impl Pending {
+    /// Whether `serve` will be able to write it (see [`generated_in_data_dir`]).
+    fn check(&self) -> Result<(), String> {
+        generated_in_data_dir(&self.path)
+    }
+
+    fn write(&self) -> Result<(), Failure> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        if let Some(parent) = self.path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Failure::User(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(if self.private { 0o600 } else { 0o644 })
+            .open(&self.path)
+            .and_then(|mut file| file.write_all(self.contents.as_bytes()))
+            .map_err(|e| Failure::User(format!("cannot write {}: {e}", self.path.display())))
+    }
+}
+
+/// What the gateway is built from: everything a login needs.
+pub struct GatewayPlan {
+    stores: Vec<(String, StorePlan)>,
+    roles: BTreeMap<String, RolePolicies>,
+    bucket_policies: BTreeMap<String, Arc<Policy>>,
+    provider: ProviderPlan,
+    server_id: String,
+    /// The generated server id, to keep in `data_dir`.
+    server_id_file: Option<Pending>,
+    max_sessions_per_user: usize,
+}
+
+/// SFTP as `serve` will run it.
+pub struct SftpPlan {
+    pub listen: SocketAddr,
+    /// Host keys to use (configured, or generated earlier), and the ones
+    /// still to generate (with where they go).
+    keys: Vec<PrivateKey>,
+    generate: Vec<(PathBuf, &'static str)>,
+    banner: String,
+    idle_timeout: Duration,
+    auth_methods: AuthMethods,
+    security_policy: SecurityPolicy,
+}
+
+/// FTPS or FTP as `serve` will run it.
+pub struct FtpPlan {
+    pub listen: SocketAddr,
+    pub settings: FtpSettings,
+    /// A self-signed certificate and key generated for FTPS, to keep.
+    certificate_files: Vec<Pending>,
+}
+
+/// Everything `serve` runs.
+pub struct ServePlan {
+    pub gateway: GatewayPlan,
+    pub sftp: Option<SftpPlan>,
+    pub ftps: Option<FtpPlan>,
+    pub ftp: Option<FtpPlan>,
+}
+
+/// `path` does not exist; can it be created (is its nearest existing
+/// ancestor a directory)?
+fn creatable(path: &Path) -> Result<(), String> {
+    for ancestor in path.ancestors().skip(1) {
+        if ancestor.as_os_str().is_empty() {
+            return Ok(());
+        }
+        match std::fs::metadata(ancestor) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(_) => {
+                return Err(format!(
+                    "cannot create {}: {} is not a directory",
+                    path.display(),
+                    ancestor.display()
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// A directory that exists, or that can be created.
+fn directory_or_creatable(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(format!("{} is not a directory", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => creatable(path),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Whether `serve` will be able to write a file it generates in
+/// `server.data_dir`: its directory exists or can be created.
+fn generated_in_data_dir(path: &Path) -> Result<(), String> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            directory_or_creatable(dir).map_err(|e| format!("server.data_dir: {e}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Builds one store with the constructor `serve` uses.
+fn store(name: &str, kind: &StorageKind) -> Result<StorePlan, String> {
+    match kind {
+        StorageKind::Filesystem { root } => {
+            if !root.exists() {
+                creatable(root).map_err(|e| format!("storage.{name}.root: {e}"))?;
+                return Ok(StorePlan::CreateRoot(root.clone()));
+            }
+            // The root exists: opening it creates nothing.
+            FilesystemStore::open(root)
+                .map(|store| StorePlan::Ready(Arc::new(store)))
+                .map_err(|e| format!("storage.{name}.root: {}", e.message))
+        }
+        StorageKind::S3 {
+            bucket,
+            endpoint,
+            region,
+            path_style,
+            access_key_id,
+            secret_access_key,
+            server_side_encryption,
+            kms_key_id,
+            upload_part_size,
+            upload_concurrency,
+        } => {
+            if let Some(endpoint) = endpoint {
+                // The endpoint alone through the store's own constructor, so
+                // that a bad one is named by its key.
+                let mut probe = S3Config::new(bucket.clone());
+                probe.endpoint = Some(endpoint.clone());
+                if let Err(e) = S3Store::new(probe) {
+                    let message = e.message.strip_prefix("s3 store: ").unwrap_or(&e.message);
+                    return Err(format!("storage.{name}.endpoint: {message}"));
+                }
+            }
+            let mut s3 = S3Config::new(bucket.clone());
+            s3.endpoint = endpoint.clone();
+            s3.region = region.clone();
+            s3.path_style = *path_style;
+            s3.access_key_id = access_key_id.clone();
+            s3.secret_access_key = secret_access_key.clone();
+            s3.server_side_encryption = match server_side_encryption.as_deref() {
+                Some("AES256") => Some(Sse::Aes256),
+                Some("aws:kms") => Some(Sse::Kms {
+                    kms_key_id: kms_key_id.clone(),
+                }),
+                _ => None,
+            };
+            s3.upload_part_size = usize::try_from(*upload_part_size).unwrap_or(usize::MAX);
+            s3.upload_concurrency = *upload_concurrency;
+            S3Store::new(s3)
+                .map(|store| StorePlan::Ready(Arc::new(store)))
+                .map_err(|e| format!("storage.{name}: {}", e.message))
+        }
+    }
+}
+
+fn read_policy(path: &Path, key: &str, kind: PolicyKind) -> Result<Arc<Policy>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{key}: cannot read {}: {e}", path.display()))?;
     let name = path
@@ -86,14 +244,13 @@ fn read_policy(path: &std::path::Path, key: &str, kind: PolicyKind) -> Result<Ar
 }
 
 /// Compiled roles, and bucket policies by store NAME.
-pub type Policies = (
+type Policies = (
     BTreeMap<String, RolePolicies>,
     BTreeMap<String, Arc<Policy>>,
 );
 
 /// Reads and compiles every role's policies and every bucket policy.
-pub fn policies(config: &Config) -> Result<Policies, Vec<String>> {
-    let mut errors = Vec::new();
+fn policies(config: &Config, problems: &mut Vec<String>) -> Policies {
     let mut roles = BTreeMap::new();
     for (name, role) in &config.roles {
         let mut policies = Vec::new();
@@ -104,7 +261,7 @@ pub fn policies(config: &Config) -> Result<Policies, Vec<String>> {
                 PolicyKind::Identity,
             ) {
                 Ok(policy) => policies.push(policy),
-                Err(e) => errors.push(e),
+                Err(e) => problems.push(e),
             }
         }
         roles.insert(
@@ -127,18 +284,14 @@ pub fn policies(config: &Config) -> Result<Policies, Vec<String>> {
                 Ok(policy) => {
                     buckets.insert(name.clone(), policy);
                 }
-                Err(e) => errors.push(e),
+                Err(e) => problems.push(e),
             }
         }
     }
-    if errors.is_empty() {
-        Ok((roles, buckets))
-    } else {
-        Err(errors)
-    }
+    (roles, buckets)
 }
 
-/// Opens the service-managed user database.
+/// Opens the service-managed user database (created when missing).
 pub async fn user_store(config: &Config) -> Result<UserStore, Failure> {
     let path = config.user_database();
     UserStore::open_sqlite(&path)
@@ -146,23 +299,32 @@ pub async fn user_store(config: &Config) -> Result<UserStore, Failure> {
         .map_err(|e| Failure::User(e.0))
 }
 
-/// The configured identity provider, and the user store when it is
-/// service-managed.
-pub async fn provider(
-    config: &Config,
-) -> Result<(Arc<dyn IdentityProvider>, Option<UserStore>), Failure> {
+/// The configured identity provider, built (no I/O) or, for service-managed
+/// users, with the database still to open.
+fn provider(config: &Config) -> Result<ProviderPlan, String> {
     let identity = &config.identity;
     let url = || identity.url.clone().unwrap_or_default();
-    let invalid = |e: wharf_identity::ProviderConfigError| {
-        Failure::User(format!("identity_provider: {}", e.0))
-    };
+    let invalid = |e: wharf_identity::ProviderConfigError| format!("identity_provider: {}", e.0);
     let provider: Arc<dyn IdentityProvider> = match identity.kind.as_str() {
         "service_managed" => {
-            let users = user_store(config).await?;
-            return Ok((
-                Arc::new(ServiceManaged::new(users.clone(), identity.timeout)),
-                Some(users),
-            ));
+            let database = config.user_database();
+            match std::fs::metadata(&database) {
+                Ok(meta) if meta.is_dir() => {
+                    return Err(format!(
+                        "identity_provider.database: {} is a directory",
+                        database.display()
+                    ));
+                }
+                Ok(_) => {}
+                Err(_) if identity.database.is_none() => generated_in_data_dir(&database)?,
+                Err(_) => {
+                    creatable(&database).map_err(|e| format!("identity_provider.database: {e}"))?
+                }
+            }
+            return Ok(ProviderPlan::ServiceManaged {
+                database,
+                timeout: identity.timeout,
+            });
         }
         "lambda" => Arc::new(
             LambdaProvider::new(LambdaConfig {
@@ -187,129 +349,308 @@ pub async fn provider(
             .map_err(invalid)?,
         ),
         other => {
-            return Err(Failure::User(format!(
+            return Err(format!(
                 "identity_provider.type: {other:?} is not available in this build yet"
-            )));
+            ));
         }
     };
-    Ok((with_cache(provider, identity.cache_ttl), None))
-}
-
-/// Everything a server needs to accept logins.
-pub async fn gateway(
-    config: &Config,
-    audit: AuditLog,
-) -> Result<(Arc<Gateway>, Option<UserStore>), Failure> {
-    let stores = stores(config)?;
-    let (roles, bucket_policies) = policies(config).map_err(Failure::Config)?;
-    let (provider, users) = provider(config).await?;
-    let server_id = server_id(config)?;
-    let gateway = Gateway::new(GatewayConfig {
-        server_id,
+    Ok(ProviderPlan::Ready(with_cache(
         provider,
-        stores,
-        roles,
-        bucket_policies,
-        audit,
-        max_sessions_per_user: config.server.max_sessions_per_user,
-    });
-    Ok((Arc::new(gateway), users))
+        identity.cache_ttl,
+    )))
 }
 
-/// `server.server_id`, or one generated once and kept in `data_dir`.
-pub fn server_id(config: &Config) -> Result<String, Failure> {
+/// `server.server_id`, or the one kept in `data_dir`, or a new one (kept by
+/// `serve`).
+fn server_id(config: &Config) -> (String, Option<Pending>) {
     if let Some(id) = &config.server.server_id {
-        return Ok(id.clone());
+        return (id.clone(), None);
     }
     let path = config.server.data_dir.join("server-id");
     if let Ok(text) = std::fs::read_to_string(&path) {
         let id = text.trim().to_owned();
         if !id.is_empty() {
-            return Ok(id);
+            return (id, None);
         }
     }
     let id = format!(
         "s-{:017x}",
         rand::random::<u64>() as u128 & 0xf_ffff_ffff_ffff_ffff
     );
-    std::fs::create_dir_all(&config.server.data_dir)
-        .and_then(|()| std::fs::write(&path, format!("{id}\n")))
-        .map_err(|e| Failure::User(format!("cannot write {}: {e}", path.display())))?;
-    Ok(id)
+    let contents = format!("{id}\n");
+    (
+        id,
+        Some(Pending {
+            path,
+            contents,
+            private: false,
+        }),
+    )
 }
 
-/// Builds the S3 stores (which does no I/O) to check their settings.
-fn stores_without_side_effects(config: &Config) -> Result<(), String> {
-    for (name, store) in &config.storage {
-        if let StorageKind::S3 { .. } = &store.kind {
-            let mut single = config.clone();
-            single.storage.retain(|n, _| n == name);
-            stores(&single).map_err(|f| match f {
-                Failure::User(m) | Failure::Internal(m) => m,
-                Failure::Config(m) => m.join("; "),
-                Failure::No => String::new(),
-            })?;
+impl GatewayPlan {
+    /// Everything a login needs, built without side effects; every problem
+    /// is added to `problems` (then the plan is `None`).
+    fn build(config: &Config, problems: &mut Vec<String>) -> Option<GatewayPlan> {
+        let before = problems.len();
+        let mut stores = Vec::new();
+        for (name, store_config) in &config.storage {
+            match store(name, &store_config.kind) {
+                Ok(plan) => stores.push((name.clone(), plan)),
+                Err(e) => problems.push(e),
+            }
+        }
+        let (roles, bucket_policies) = policies(config, problems);
+        let provider = provider(config).map_err(|e| problems.push(e)).ok();
+        let (server_id, server_id_file) = server_id(config);
+        if let Some(Err(e)) = server_id_file.as_ref().map(Pending::check) {
+            problems.push(e);
+        }
+        let provider = provider?;
+        (problems.len() == before).then_some(GatewayPlan {
+            stores,
+            roles,
+            bucket_policies,
+            provider,
+            server_id,
+            server_id_file,
+            max_sessions_per_user: config.server.max_sessions_per_user,
+        })
+    }
+
+    /// Only the gateway (`test-idp`, `policy simulate`).
+    pub fn for_logins(config: &Config) -> Result<GatewayPlan, Failure> {
+        let mut problems = Vec::new();
+        match GatewayPlan::build(config, &mut problems) {
+            Some(plan) if problems.is_empty() => Ok(plan),
+            _ => Err(Failure::Config(problems)),
         }
     }
-    Ok(())
+
+    /// The side effects (store roots, the user database, the server id
+    /// file), then the gateway; with the user store when service-managed.
+    pub async fn realize(
+        self,
+        audit: AuditLog,
+    ) -> Result<(Arc<Gateway>, Option<UserStore>), Failure> {
+        let mut stores = BTreeMap::new();
+        for (name, plan) in self.stores {
+            let store: Arc<dyn Store> = match plan {
+                StorePlan::Ready(store) => store,
+                StorePlan::CreateRoot(root) => {
+                    Arc::new(FilesystemStore::open(&root).map_err(|e| {
+                        Failure::User(format!("storage.{name}.root: {}", e.message))
+                    })?)
+                }
+            };
+            stores.insert(
+                name.clone(),
+                Arc::new(StoreHandle {
+                    name: name.clone(),
+                    store,
+                }),
+            );
+        }
+        let (provider, users): (Arc<dyn IdentityProvider>, _) = match self.provider {
+            ProviderPlan::ServiceManaged { database, timeout } => {
+                let users = UserStore::open_sqlite(&database)
+                    .await
+                    .map_err(|e| Failure::User(e.0))?;
+                (
+                    Arc::new(ServiceManaged::new(users.clone(), timeout)),
+                    Some(users),
+                )
+            }
+            ProviderPlan::Ready(provider) => (provider, None),
+        };
+        if let Some(file) = &self.server_id_file {
+            file.write()?;
+        }
+        let gateway = Gateway::new(GatewayConfig {
+            server_id: self.server_id,
+            provider,
+            stores,
+            roles: self.roles,
+            bucket_policies: self.bucket_policies,
+            audit,
+            max_sessions_per_user: self.max_sessions_per_user,
+        });
+        Ok((Arc::new(gateway), users))
+    }
 }
 
-/// The deeper checks of `wharf check-config`: files that must exist and
-/// parse (policies, host keys, TLS material).
-pub async fn check(config: &Config) -> CommandResult {
-    let mut problems = Vec::new();
-    if let Err(errors) = policies(config) {
-        problems.extend(errors);
+/// The host keys of SFTP: loaded, or to be generated; checked against the
+/// security policy as `SftpServer::new` checks them.
+fn sftp_plan(config: &Config, listen: SocketAddr) -> Result<SftpPlan, Vec<String>> {
+    let security_policy = SecurityPolicy::parse(&config.server.security_policy)
+        .unwrap_or(SecurityPolicy::Wharf2025_11);
+    let (keys, generate) = hostkeys::plan(&config.server)?;
+    for (path, _) in &generate {
+        generated_in_data_dir(path).map_err(|e| vec![e])?;
     }
-    if let Err(problem) = stores_without_side_effects(config) {
-        problems.push(problem);
+    let algorithms: Vec<Algorithm> = keys
+        .iter()
+        .map(PrivateKey::algorithm)
+        .chain(generate.iter().map(|(_, kind)| hostkeys::algorithm(kind)))
+        .collect();
+    security_policy
+        .check_host_keys(&algorithms)
+        .map_err(|e| vec![format!("server.host_keys: {e}")])?;
+    Ok(SftpPlan {
+        listen,
+        keys,
+        generate,
+        banner: config.server.banner.clone(),
+        idle_timeout: config.server.idle_timeout,
+        auth_methods: AuthMethods::parse(&config.identity.sftp_authentication_methods)
+            .unwrap_or(AuthMethods::PublicKeyOrPassword),
+        security_policy,
+    })
+}
+
+impl SftpPlan {
+    /// Generates and writes the missing host keys; the front-end's
+    /// configuration.
+    pub fn realize(self) -> Result<SftpConfig, Failure> {
+        let mut host_keys = self.keys;
+        for (path, kind) in &self.generate {
+            host_keys.push(hostkeys::generate_into(path, kind)?);
+        }
+        Ok(SftpConfig {
+            host_keys,
+            banner: Some(self.banner),
+            idle_timeout: self.idle_timeout,
+            auth_methods: self.auth_methods,
+            security_policy: self.security_policy,
+        })
     }
-    for (i, path) in config.server.host_keys.iter().enumerate() {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if russh::keys::decode_secret_key(&text, None).is_err() {
-                problems.push(format!(
-                    "server.host_keys[{i}]: {} is not a private key",
-                    path.display()
-                ));
+}
+
+/// The FTPS certificate: configured, or self-signed once in `data_dir`
+/// (generated here in memory, written by `serve`).
+fn ftps_tls(config: &Config, ftps: &FtpsProtocol) -> Result<(TlsConfig, Vec<Pending>), String> {
+    let (mut tls, pending) = match (&ftps.certificate, &ftps.private_key) {
+        (Some(cert), Some(key)) => (
+            load_pem(cert, key).map_err(|e| format!("protocols.ftps.certificate: {e}"))?,
+            Vec::new(),
+        ),
+        _ => {
+            let dir = config.server.data_dir.join("ftps");
+            let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+            if cert.exists() && key.exists() {
+                (
+                    load_pem(&cert, &key)
+                        .map_err(|e| format!("protocols.ftps.certificate: {e}"))?,
+                    Vec::new(),
+                )
+            } else {
+                let (cert_pem, key_pem) = self_signed_certificate(&[
+                    "localhost".to_owned(),
+                    ftps.listen.ip().to_string(),
+                ])
+                .map_err(|e| format!("protocols.ftps.certificate: {e}"))?;
+                let tls = TlsConfig::from_pem(&cert_pem, &key_pem)
+                    .map_err(|e| format!("protocols.ftps.certificate: {e}"))?;
+                let files = vec![
+                    Pending {
+                        path: cert,
+                        contents: cert_pem,
+                        private: false,
+                    },
+                    Pending {
+                        path: key,
+                        contents: key_pem,
+                        private: true,
+                    },
+                ];
+                for file in &files {
+                    file.check()?;
+                }
+                (tls, files)
             }
-        } else {
-            problems.push(format!(
-                "server.host_keys[{i}]: cannot read {}",
-                path.display()
-            ));
         }
-    }
-    if let Some(ftps) = &config.ftps {
-        for (key, path) in [
-            ("certificate", &ftps.certificate),
-            ("private_key", &ftps.private_key),
-        ] {
-            if let Some(path) = path
-                && !path.exists()
-            {
-                problems.push(format!(
-                    "protocols.ftps.{key}: {} does not exist",
-                    path.display()
-                ));
-            }
+    };
+    tls.session_resumption = Resumption::parse(&ftps.tls_session_resumption).unwrap_or_default();
+    Ok((tls, pending))
+}
+
+impl FtpPlan {
+    /// Writes the generated certificate, if any.
+    pub fn realize(&self) -> Result<(), Failure> {
+        for file in &self.certificate_files {
+            file.write()?;
         }
-    }
-    for (name, store) in &config.storage {
-        if let StorageKind::S3 { .. } = store.kind {
-            problems.push(format!(
-                "storage.{name}.kind: the s3 store is not available in this build yet"
-            ));
+        if let Some(cert) = self.certificate_files.first() {
+            eprintln!(
+                "wharf: generated a self-signed FTPS certificate {}",
+                cert.path.display()
+            );
         }
-    }
-    if !matches!(config.identity.kind.as_str(), "service_managed") {
-        problems.push(format!(
-            "identity_provider.type: {:?} is not available in this build yet",
-            config.identity.kind
-        ));
-    }
-    if problems.is_empty() {
         Ok(())
-    } else {
-        Err(Failure::Config(problems))
+    }
+}
+
+impl ServePlan {
+    /// Everything `serve` runs, built without side effects. `Err` holds
+    /// every problem, each named by its key path: `check-config` prints
+    /// them, `serve` refuses to start with them.
+    pub fn build(config: &Config) -> Result<ServePlan, Vec<String>> {
+        let mut problems = Vec::new();
+        if config.sftp.is_none() && config.ftps.is_none() && config.ftp.is_none() {
+            problems.push(
+                "protocols: no protocol is enabled: add a [protocols.sftp] (or ftps, ftp) section"
+                    .to_owned(),
+            );
+        }
+        let gateway = GatewayPlan::build(config, &mut problems);
+        let sftp = config.sftp.as_ref().and_then(|sftp| {
+            sftp_plan(config, sftp.listen)
+                .map_err(|e| problems.extend(e))
+                .ok()
+        });
+        let banner = Some(config.server.banner.clone()).filter(|b| !b.is_empty());
+        let ftps = config.ftps.as_ref().and_then(|ftps| {
+            let (tls, certificate_files) =
+                ftps_tls(config, ftps).map_err(|e| problems.push(e)).ok()?;
+            let settings = FtpSettings::new(FtpConfig {
+                tls: Some(tls),
+                passive_ports: ftps.passive_ports.clone(),
+                passive_address: ftps.passive_address.clone(),
+                idle_timeout: config.server.idle_timeout,
+                banner: banner.clone(),
+            })
+            .map_err(|e| problems.push(format!("protocols.ftps: {e}")))
+            .ok()?;
+            Some(FtpPlan {
+                listen: ftps.listen,
+                settings,
+                certificate_files,
+            })
+        });
+        let ftp = config.ftp.as_ref().and_then(|ftp| {
+            let settings = FtpSettings::new(FtpConfig {
+                tls: None,
+                passive_ports: ftp.passive_ports.clone(),
+                passive_address: None,
+                idle_timeout: config.server.idle_timeout,
+                banner: banner.clone(),
+            })
+            .map_err(|e| problems.push(format!("protocols.ftp: {e}")))
+            .ok()?;
+            Some(FtpPlan {
+                listen: ftp.listen,
+                settings,
+                certificate_files: Vec::new(),
+            })
+        });
+        match gateway {
+            Some(gateway) if problems.is_empty() => Ok(ServePlan {
+                gateway,
+                sftp,
+                ftps,
+                ftp,
+            }),
+            _ => Err(problems),
+        }
     }
 }

@@ -189,11 +189,20 @@ fn interpret(kind: &str, status: u16, body: &[u8], credential: &Credential) -> A
             status,
             format!("the {kind} identity provider answered {{}} (denied)"),
         ),
-        Value::Object(object) => Answer {
-            status_code: status,
-            message: format!("authenticated by the {kind} identity provider"),
-            response: Some(Value::Object(object)),
-        },
+        Value::Object(object) => {
+            // Once per provider answer (a cached answer is not a new one),
+            // by name, never by value (SPEC section 3).
+            if let Some(warning) = crate::response::unknown_fields_warning(kind, &object, |name| {
+                redact(name, credential)
+            }) {
+                tracing::warn!("{warning}");
+            }
+            Answer {
+                status_code: status,
+                message: format!("authenticated by the {kind} identity provider"),
+                response: Some(Value::Object(object)),
+            }
+        }
         Value::Null => Answer::denied(
             status,
             format!("the {kind} identity provider answered null (denied)"),

@@ -20,6 +20,12 @@ fn check_config_on_the_embedded_default_and_on_a_broken_file() {
     let out = run_in(empty.path(), &["check-config"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("the embedded default: configuration is valid"));
+    // A check writes nothing: no data_dir, keys, certificate or user database.
+    let written: Vec<_> = std::fs::read_dir(empty.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(written.is_empty(), "check-config wrote {written:?}");
 
     let wharf = Wharf::prepare(
         binary(),
@@ -391,5 +397,133 @@ fn the_embedded_default_creates_the_demo_user_once() {
     assert!(
         !lines.iter().any(|l| l.starts_with("demo user created")),
         "{lines:?}"
+    );
+}
+
+/// Runs `wharf serve` on the prepared config, which must refuse to start:
+/// its exit status and stderr. A server that starts anyway is killed (by
+/// its PID) after a deadline and the test fails.
+fn serve_refuses(wharf: &Wharf) -> (Option<i32>, String) {
+    let child = Command::new(binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(wharf.config_path())
+        .current_dir(wharf.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+        Ok(out) => {
+            let out = out.unwrap();
+            (out.status.code(), stderr(&out))
+        }
+        Err(_) => {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+            panic!("wharf serve started with a configuration it should refuse");
+        }
+    }
+}
+
+/// SPEC section 1: one validation path. A config with an s3 store and a
+/// lambda provider is what serve runs, so check-config accepts it (and
+/// writes nothing); a problem is refused by both with the same key path.
+#[test]
+fn check_config_accepts_exactly_what_serve_runs() {
+    let s3_and_lambda = r#"
+[storage.reports]
+kind = "s3"
+endpoint = "http://127.0.0.1:9000"
+bucket = "reports"
+access_key_id = "key"
+secret_access_key = "secret"
+
+[identity_provider]
+type = "lambda"
+url = "http://127.0.0.1:9001/2015-03-31/functions/function/invocations"
+"#;
+    let wharf = prepare(s3_and_lambda);
+    let out = wharf.cli(&["check-config"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("configuration is valid"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!wharf.path("data").exists(), "check-config wrote data_dir");
+    assert!(
+        !wharf.path("files").exists(),
+        "check-config created a store root"
+    );
+
+    for (config, key) in [
+        (
+            s3_and_lambda.replace("http://127.0.0.1:9000", "::not a url::"),
+            "storage.reports.endpoint:",
+        ),
+        (
+            "[server]\nban_after_failures = 30\n".to_owned(),
+            "server.ban_after_failures:",
+        ),
+        (
+            "[protocols.ftps]\nlisten = \"127.0.0.1:0\"\ncertificate = \"missing.pem\"\nprivate_key = \"missing.key\"\n".to_owned(),
+            "protocols.ftps.certificate:",
+        ),
+    ] {
+        // `basic_config` has a [server] section of its own: put the key there.
+        let text = basic_config("");
+        let text = match config.strip_prefix("[server]\n") {
+            Some(keys) => text.replacen("[server]\n", &format!("[server]\n{keys}"), 1),
+            None => format!("{text}\n{config}"),
+        };
+        let wharf = Wharf::prepare(binary(), &text);
+        let out = wharf.cli(&["check-config"], None);
+        assert_eq!(out.status.code(), Some(1), "{key}: {}", stderr(&out));
+        let checked = stderr(&out);
+        assert!(
+            checked.lines().any(|l| l.starts_with(key)),
+            "check-config: {key} missing from {checked}"
+        );
+        let (status, served) = serve_refuses(&wharf);
+        assert_eq!(status, Some(1), "{key}: {served}");
+        assert!(
+            served.lines().any(|l| l.starts_with(key)),
+            "serve: {key} missing from {served}"
+        );
+        let line = |text: &str| text.lines().find(|l| l.starts_with(key)).map(str::to_owned);
+        assert_eq!(line(&checked), line(&served), "the same problem, the same words");
+    }
+}
+
+/// serve refuses host keys that its security policy cannot offer; so does
+/// check-config.
+#[test]
+fn host_keys_that_the_security_policy_cannot_use_are_refused_by_both() {
+    // The test host key is ed25519, which the FIPS policy does not offer.
+    let text = basic_config("").replacen(
+        "[server]\n",
+        "[server]\nsecurity_policy = \"wharf-fips-2025-11\"\n",
+        1,
+    );
+    let wharf = Wharf::prepare(binary(), &text);
+    let out = wharf.cli(&["check-config"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out)
+            .contains("server.host_keys: no host key suits the security policy wharf-fips-2025-11"),
+        "{}",
+        stderr(&out)
+    );
+    let (status, served) = serve_refuses(&wharf);
+    assert_eq!(status, Some(1));
+    assert!(
+        served.contains("server.host_keys: no host key suits"),
+        "{served}"
     );
 }

@@ -134,3 +134,113 @@ fn lftp_over_ftps_and_curl_over_plain_ftp() {
         l["activity-type"] == "CLOSE" && l["protocol"] == "FTP"
     });
 }
+
+/// `passive_ports` for a test server: a range of `len` ports on 127.0.0.1
+/// that are free now (each probed by binding it), from a random start.
+fn free_port_range(len: u16) -> String {
+    for _ in 0..200 {
+        let start: u16 = rand::random_range(20_000..60_000 - len);
+        let probes: Vec<_> = (start..start + len)
+            .map(|port| std::net::TcpListener::bind(("127.0.0.1", port)))
+            .collect();
+        if probes.iter().all(Result::is_ok) {
+            return format!("{start}-{}", start + len - 1);
+        }
+    }
+    panic!("no free range of {len} ports on 127.0.0.1");
+}
+
+/// rclone (Go's crypto/tls, one session cache for all its connections)
+/// with several transfers at once: data connections resume the TLS
+/// sessions of other control connections of the same user, which
+/// `tls_session_resumption = "enforced"` (the default) accepts.
+#[test]
+fn rclone_copies_with_several_transfers_over_enforced_ftps() {
+    let rclone = wharf_test_support::tools::require("rclone");
+    let wharf = with_alice(&format!(
+        "[protocols.ftps]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"{}\"\n",
+        free_port_range(200)
+    ));
+    let dir = wharf.dir.path();
+    let port = wharf.ftps.unwrap().port();
+    let obscured = Command::new(&rclone)
+        .args(["obscure", "alice-pw"])
+        .output()
+        .unwrap();
+    assert!(obscured.status.success(), "{}", stderr(&obscured));
+    let env = [
+        (
+            "RCLONE_CONFIG",
+            dir.join("rclone.conf").display().to_string(),
+        ),
+        ("RCLONE_CONFIG_X_TYPE", "ftp".to_owned()),
+        ("RCLONE_CONFIG_X_HOST", "127.0.0.1".to_owned()),
+        ("RCLONE_CONFIG_X_PORT", port.to_string()),
+        ("RCLONE_CONFIG_X_USER", "alice".to_owned()),
+        ("RCLONE_CONFIG_X_PASS", stdout(&obscured).trim().to_owned()),
+    ];
+    let run = |args: &[&str]| {
+        let out = Command::new(&rclone)
+            .args(args)
+            .args([
+                "--ftp-explicit-tls",
+                "--ftp-no-check-certificate",
+                "--transfers",
+                "4",
+                "--retries",
+                "1",
+                "--low-level-retries",
+                "1",
+                "--contimeout",
+                "20s",
+                "--timeout",
+                "60s",
+            ])
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "rclone {args:?}: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        out
+    };
+    let source = dir.join("source");
+    std::fs::create_dir_all(&source).unwrap();
+    let mut files = Vec::new();
+    for i in 0..12u32 {
+        let data: Vec<u8> = (0..(i * 97_000 + 13)).map(|b| (b * 7 + i) as u8).collect();
+        let name = format!("file-{i}.bin");
+        std::fs::write(source.join(&name), &data).unwrap();
+        files.push((name, data));
+    }
+    run(&["copy", "source", "X:upload"]);
+    for (name, data) in &files {
+        let stored = std::fs::read(wharf.path(&format!("files/alice/upload/{name}"))).unwrap();
+        assert!(stored == *data, "{name} differs after the upload");
+    }
+    run(&["copy", "X:upload", "back"]);
+    for (name, data) in &files {
+        let back = std::fs::read(dir.join("back").join(name)).unwrap();
+        assert!(back == *data, "{name} differs after the download");
+    }
+    let listed = run(&["lsf", "X:upload"]);
+    assert_eq!(stdout(&listed).lines().count(), files.len());
+    // Several control connections were used, and no data connection was
+    // refused.
+    let connected = wharf.activities("CONNECTED");
+    assert!(
+        connected.len() > 1,
+        "one control connection only: {connected:?}"
+    );
+    let refused: Vec<_> = wharf
+        .activities("ERROR")
+        .into_iter()
+        .filter(|l| l["message"] == "data connection refused")
+        .collect();
+    assert!(refused.is_empty(), "{refused:?}");
+}

@@ -178,6 +178,97 @@ fn a_lambda_handler_answers_password_and_key_logins_from_openssh() {
     );
 }
 
+/// SPEC section 3: unknown fields of a provider's answer are ignored and
+/// logged by name, never by value, as a warning on stderr, once per answer;
+/// `wharf test-idp` shows the warning too.
+#[test]
+fn unknown_response_fields_are_named_on_stderr_never_shown() {
+    let wharf = prepare("");
+    let users = wharf.path("users.json");
+    std::fs::write(
+        &users,
+        serde_json::json!({
+            "alice": {
+                "password": "lambda-pw",
+                "response": {
+                    "HomeDirectory": "/default/alice",
+                    "Foo": "secret-value"
+                }
+            }
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let runner = Runner::start(&users);
+    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
+    std::fs::write(
+        wharf.config_path(),
+        format!(
+            "{config}\n[identity_provider]\ntype = \"lambda\"\nurl = \"http://127.0.0.1:{}/2015-03-31/functions/function/invocations\"\n",
+            runner.port
+        ),
+    )
+    .unwrap();
+    let wharf = wharf.start();
+    let dir = wharf.dir.path();
+    std::fs::write(dir.join("f.txt"), b"unknown fields").unwrap();
+    let out = sftp_batch(
+        wharf.sftp_port(),
+        "alice",
+        &Login::Password("lambda-pw".into()),
+        "put f.txt\n",
+        dir,
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(wharf.path("files/alice/f.txt")).unwrap(),
+        b"unknown fields"
+    );
+    // The login logged the warning (the reader of wharf's stderr may be a
+    // little behind: wait for it, with a deadline).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let warnings = loop {
+        let warnings: Vec<String> = wharf
+            .stderr_lines()
+            .into_iter()
+            .filter(|l| l.contains("\"Foo\""))
+            .collect();
+        if !warnings.is_empty() {
+            break warnings;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no warning naming Foo: {:#?}",
+            wharf.stderr_lines()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].contains("WARN"), "{warnings:#?}");
+    let all = wharf.stderr_lines().join("\n");
+    assert!(!all.contains("secret-value"), "{all}");
+    assert!(
+        !std::fs::read_to_string(wharf.path("audit.log"))
+            .unwrap()
+            .contains("secret-value")
+    );
+    // test-idp: the same warning on stderr; the answer itself on stdout.
+    let out = wharf.cli(
+        &["test-idp", "--user", "alice", "--password-stdin"],
+        Some("lambda-pw\n"),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("\"Foo\""), "{err}");
+    assert!(!err.contains("secret-value"), "{err}");
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        answer["Session"]["UnknownFields"],
+        serde_json::json!(["Foo"])
+    );
+}
+
 fn with_methods(methods: &str) -> Wharf {
     let (_, public) = ssh_key("client_alice");
     let wharf = prepare(&format!(
