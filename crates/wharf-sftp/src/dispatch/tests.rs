@@ -63,8 +63,8 @@ struct Harness {
     _dir: tempfile::TempDir,
     root: std::path::PathBuf,
     input: Arc<Pipe>,
-    /// The window given back so far (no test reads it yet).
-    _consumed: Arc<std::sync::atomic::AtomicUsize>,
+    /// The window given back so far.
+    consumed: Arc<std::sync::atomic::AtomicUsize>,
     replies: mpsc::UnboundedReceiver<Bytes>,
     pending: BytesMut,
     session: tokio::task::JoinHandle<Ended>,
@@ -139,7 +139,7 @@ impl Harness {
             _dir: dir,
             root,
             input,
-            _consumed: consumed,
+            consumed,
             replies,
             pending: BytesMut::new(),
             session,
