@@ -56,7 +56,7 @@ pub(crate) fn for_error(error: &Error) -> Reply {
         ErrorKind::InvalidPath => 553,
         ErrorKind::Unsupported => 502,
         ErrorKind::NoSpace => 452,
-        ErrorKind::Unavailable => 450,
+        ErrorKind::Unavailable | ErrorKind::LimitReached => 450,
         ErrorKind::Internal => 451,
     };
     Reply::new(code, format!("{}.", error.client_message()))
@@ -79,6 +79,7 @@ mod tests {
             (ErrorKind::Unsupported, 502),
             (ErrorKind::NoSpace, 452),
             (ErrorKind::Unavailable, 450),
+            (ErrorKind::LimitReached, 450),
             (ErrorKind::Internal, 451),
         ] {
             let reply = for_error(&Error::new(kind, "s3://bucket/alice/secret: boom"));

@@ -176,7 +176,7 @@ async fn start(mode: Mode) -> Fixture {
         roles: BTreeMap::new(),
         bucket_policies: BTreeMap::new(),
         audit: AuditLog::to_writer(Box::new(lines.clone())),
-        max_sessions_per_user: 0,
+        limits: wharf_session::Limits::default(),
     }));
     let tls = match mode {
         Mode::Ftp => None,

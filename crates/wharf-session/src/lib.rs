@@ -23,7 +23,8 @@ use wharf_identity::{
 };
 use wharf_policy::{Policy, PolicyKind};
 use wharf_vfs::{
-    AuditContext, Authorizer, Mount, MountKind, Namespace, StoreHandle, Target, UserFs, VirtualPath,
+    AuditContext, Authorizer, Mount, MountKind, Namespace, PerUser, Quota, StoreHandle, Target,
+    UserFs, VirtualPath,
 };
 
 pub use policy::{
@@ -52,8 +53,40 @@ pub struct GatewayConfig {
     /// Store NAME -> its bucket policy.
     pub bucket_policies: BTreeMap<String, Arc<Policy>>,
     pub audit: AuditLog,
+    pub limits: Limits,
+}
+
+/// What one user and the whole process may hold (SPEC 2, `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
     /// 0 = unlimited.
     pub max_sessions_per_user: usize,
+    /// Request and transfer buffers of all of a user's sessions, in bytes.
+    pub max_memory_per_user: u64,
+    /// The same for the whole process.
+    pub max_memory: u64,
+    /// Open files and listings of all of a user's sessions.
+    pub max_handles_per_user: u32,
+    /// The same for the whole process: what the file-descriptor limit
+    /// leaves after a reserve for connections and logins.
+    pub max_handles: u32,
+}
+
+impl Default for Limits {
+    /// SPEC's defaults (and a process handle cap for 64 Ki descriptors).
+    fn default() -> Limits {
+        Limits {
+            max_sessions_per_user: 0,
+            max_memory_per_user: 128 << 20,
+            max_memory: 1 << 30,
+            max_handles_per_user: 1024,
+            max_handles: 60_000,
+        }
+    }
+}
+
+fn memory_units(bytes: u64) -> u32 {
+    u32::try_from(bytes / wharf_vfs::MEMORY_UNIT as u64).unwrap_or(u32::MAX)
 }
 
 /// What identity-provider responses are validated against: the configured
@@ -85,6 +118,10 @@ pub struct Gateway {
     audit: AuditLog,
     max_sessions_per_user: usize,
     sessions: Arc<Mutex<HashMap<String, usize>>>,
+    /// Buffer memory, in [`wharf_vfs::MEMORY_UNIT`]s, per user and in all.
+    memory: PerUser,
+    /// Open files and listings, per user and in all.
+    handles: PerUser,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -101,6 +138,10 @@ impl std::fmt::Debug for Gateway {
 pub struct Session {
     pub fs: UserFs,
     pub identity: Arc<Identity>,
+    /// The memory this session's buffers are charged to: its user's share
+    /// and the process's. Front-ends add a level of their own per channel
+    /// or transfer ([`Quota::within`]).
+    pub memory: Quota,
     _slot: SessionSlot,
 }
 
@@ -147,9 +188,32 @@ impl Gateway {
             bucket_policies: Arc::new(config.bucket_policies),
             validation,
             audit: config.audit,
-            max_sessions_per_user: config.max_sessions_per_user,
+            max_sessions_per_user: config.limits.max_sessions_per_user,
             sessions: Arc::new(Mutex::new(HashMap::new())),
+            memory: PerUser::new(
+                memory_units(config.limits.max_memory),
+                memory_units(config.limits.max_memory_per_user),
+            ),
+            handles: PerUser::new(
+                config.limits.max_handles,
+                config.limits.max_handles_per_user,
+            ),
         }
+    }
+
+    /// Buffer memory in use by every session, in bytes (for metrics).
+    pub fn memory_in_use(&self) -> u64 {
+        self.memory.process().in_use() * wharf_vfs::MEMORY_UNIT as u64
+    }
+
+    /// The most buffer memory in use at once since the last call, in bytes.
+    pub fn memory_peak(&self) -> u64 {
+        self.memory.process().take_peak() * wharf_vfs::MEMORY_UNIT as u64
+    }
+
+    /// Open files and listings of every session (for metrics).
+    pub fn handles_in_use(&self) -> u64 {
+        self.handles.process().in_use()
     }
 
     pub fn server_id(&self) -> &str {
@@ -374,9 +438,11 @@ impl Gateway {
                 log: self.audit.clone(),
                 session: Arc::new(session_fields),
             },
+            self.handles.for_user(&identity.username),
         );
         Ok(Session {
             fs,
+            memory: self.memory.for_user(&identity.username),
             identity: Arc::new(identity),
             _slot: slot,
         })

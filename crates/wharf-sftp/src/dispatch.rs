@@ -20,10 +20,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use wharf_vfs::{
     DirListing, Error, FileReader, FileWriter, Metadata, OpenOptions, UserFs, VirtualPath,
 };
+use wharf_vfs::{Quota, Taken};
 
 use crate::codec::{
     self, Attrs, Reply, Request, SSH_FXF_APPEND, SSH_FXF_CREAT, SSH_FXF_EXCL, SSH_FXF_READ,
@@ -37,16 +38,19 @@ pub const MAX_IO_BYTES: usize = 261_120;
 pub const MAX_HANDLES: usize = 256;
 /// Entries per READDIR reply.
 const READDIR_PAGE: usize = 100;
-/// Bytes of requests and replies a session may hold at once.
-const BUDGET_BYTES: usize = 32 << 20;
+/// Bytes of requests (and of the replies to requests other than READ) one
+/// channel may hold at once. Requests are small but for WRITE, whose data
+/// also needs the write budget before the next request is taken.
+const BUDGET_BYTES: usize = 8 << 20;
+/// READ replies one channel may hold at once (also counted against its
+/// user's and the process's memory).
+const BULK_BYTES: usize = 32 << 20;
 /// WRITE data a session may hold before its store has taken it (part of
 /// [`BUDGET_BYTES`]). The OpenSSH client keeps 64 WRITEs of 255 KiB in
 /// flight (16 MiB); held whole, those alone were a third of the memory SPEC
 /// allows one upload (part size x concurrency + 16 MiB). A few MiB keep the
 /// store busy just as well: the rest waits in the client and in TCP.
 const WRITE_BUDGET_BYTES: usize = 4 << 20;
-/// The budget is counted in units of this many bytes.
-const BUDGET_UNIT: usize = 1024;
 /// Queued operations per write handle.
 const WRITE_QUEUE: usize = 256;
 /// Queued READs per read handle.
@@ -91,7 +95,7 @@ pub enum Ended {
 /// A reply on its way to the channel, with the budget it holds.
 struct Outgoing {
     data: Bytes,
-    _permit: Option<OwnedSemaphorePermit>,
+    _permit: Option<Taken>,
 }
 
 #[derive(Clone)]
@@ -100,7 +104,7 @@ struct Replies {
 }
 
 impl Replies {
-    async fn send(&self, data: Bytes, permit: Option<OwnedSemaphorePermit>) {
+    async fn send(&self, data: Bytes, permit: Option<Taken>) {
         // A closed writer means the client is gone; nothing to do.
         let _ = self
             .tx
@@ -111,21 +115,15 @@ impl Replies {
             .await;
     }
 
-    async fn status(
-        &self,
-        id: u32,
-        code: StatusCode,
-        message: &str,
-        permit: Option<OwnedSemaphorePermit>,
-    ) {
+    async fn status(&self, id: u32, code: StatusCode, message: &str, permit: Option<Taken>) {
         self.send(codec::status(id, code, message), permit).await;
     }
 
-    async fn ok(&self, id: u32, permit: Option<OwnedSemaphorePermit>) {
+    async fn ok(&self, id: u32, permit: Option<Taken>) {
         self.status(id, StatusCode::Ok, "Success", permit).await;
     }
 
-    async fn error(&self, id: u32, error: &Error, permit: Option<OwnedSemaphorePermit>) {
+    async fn error(&self, id: u32, error: &Error, permit: Option<Taken>) {
         let (code, message) = for_error(error);
         self.status(id, code, &message, permit).await;
     }
@@ -136,26 +134,26 @@ enum WriteOp {
         id: u32,
         offset: u64,
         data: Bytes,
-        permit: OwnedSemaphorePermit,
+        permit: Taken,
         /// Write budget, given back once the store has taken the data.
-        unapplied: OwnedSemaphorePermit,
+        unapplied: Taken,
     },
     Fstat {
         id: u32,
-        permit: OwnedSemaphorePermit,
+        permit: Taken,
     },
     SetTimes {
         id: u32,
         modified: Option<SystemTime>,
-        permit: OwnedSemaphorePermit,
+        permit: Taken,
     },
     Sync {
         id: u32,
-        permit: OwnedSemaphorePermit,
+        permit: Taken,
     },
     Close {
         id: u32,
-        permit: OwnedSemaphorePermit,
+        permit: Taken,
     },
 }
 
@@ -164,7 +162,7 @@ struct ReadOp {
     id: u32,
     offset: u64,
     len: u32,
-    permit: OwnedSemaphorePermit,
+    permit: Taken,
 }
 
 struct DirState {
@@ -201,10 +199,17 @@ struct Shared {
     handles: Mutex<Handles>,
     /// Owner and group shown in `ls -l` listings.
     owner: String,
-    /// Request and reply bytes the session may hold.
-    budget: Arc<Semaphore>,
-    /// WRITE data not yet taken by the store, in [`BUDGET_UNIT`]s.
-    write_budget: Arc<Semaphore>,
+    /// Request and reply bytes this channel may hold. Every request takes
+    /// from it, so that small requests (OPEN, STAT) always progress even
+    /// when its user's share is spent.
+    budget: Quota,
+    /// The large buffers, READ replies, taken from this channel's budget
+    /// of bulk data and from its user's and the process's shares
+    /// (`max_memory_per_user`, `max_memory`).
+    bulk: Quota,
+    /// WRITE data not yet taken by the store, from this channel's write
+    /// budget and from its user's and the process's shares.
+    write_budget: Quota,
 }
 
 struct Handles {
@@ -235,14 +240,17 @@ fn handle_id(handle: &Bytes) -> Option<u32> {
 }
 
 fn budget_units(bytes: usize) -> u32 {
-    u32::try_from(bytes / BUDGET_UNIT + 1).unwrap_or(u32::MAX)
+    Quota::units_for(bytes)
 }
 
 /// Runs one SFTP session until the client closes the channel or breaks the
-/// protocol. Uploads still open at the end are discarded.
+/// protocol. Uploads still open at the end are discarded. Its buffers are
+/// charged to `memory` (the session's share of its user's and the
+/// process's), within a budget of its own.
 pub async fn run<I: Input, O: Output>(
     fs: UserFs,
     owner: String,
+    memory: Quota,
     mut input: I,
     mut output: O,
 ) -> Ended {
@@ -282,8 +290,9 @@ pub async fn run<I: Input, O: Output>(
             next: 1,
         }),
         owner,
-        budget: Arc::new(Semaphore::new(BUDGET_BYTES / BUDGET_UNIT)),
-        write_budget: Arc::new(Semaphore::new(WRITE_BUDGET_BYTES / BUDGET_UNIT)),
+        budget: Quota::new(Quota::units_for(BUDGET_BYTES)),
+        bulk: memory.within(Quota::units_for(BULK_BYTES)),
+        write_budget: memory.within(Quota::units_for(WRITE_BUDGET_BYTES)),
     });
     let budget = shared.budget.clone();
     let ended = read_loop(&shared, &budget, &mut input).await;
@@ -295,11 +304,7 @@ pub async fn run<I: Input, O: Output>(
     ended
 }
 
-async fn read_loop<I: Input>(
-    shared: &Arc<Shared>,
-    budget: &Arc<Semaphore>,
-    input: &mut I,
-) -> Ended {
+async fn read_loop<I: Input>(shared: &Arc<Shared>, budget: &Quota, input: &mut I) -> Ended {
     let mut framer = frame::Framer::default();
     let mut initialised = false;
     loop {
@@ -337,9 +342,9 @@ async fn read_loop<I: Input>(
             // unconsumed, so the client's window closes. A client that
             // disconnects meanwhile ends the session at once.
             let permit = tokio::select! {
-                permit = budget.clone().acquire_many_owned(units) => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return Ended::Eof,
+                permit = budget.take(units) => match permit {
+                    Some(permit) => permit,
+                    None => return Ended::Eof,
                 },
                 () = input.closed() => return Ended::Eof,
             };
@@ -358,7 +363,7 @@ async fn read_loop<I: Input>(
 
 /// Starts one request. Only work that must be ordered (queueing to a write
 /// handle) happens here; everything else runs in its own task.
-async fn dispatch(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSemaphorePermit) {
+async fn dispatch(shared: &Arc<Shared>, id: u32, request: Request, permit: Taken) {
     match request {
         Request::Write {
             handle,
@@ -382,11 +387,7 @@ async fn dispatch(shared: &Arc<Shared>, id: u32, request: Request, permit: Owned
                     }
                     // Awaiting here, for write budget and then for room in
                     // the handle's queue, is the backpressure on uploads.
-                    let Ok(unapplied) = shared
-                        .write_budget
-                        .clone()
-                        .acquire_many_owned(budget_units(data.len()))
-                        .await
+                    let Some(unapplied) = shared.write_budget.take(budget_units(data.len())).await
                     else {
                         // The semaphore is never closed; answer anyway.
                         shared
@@ -523,7 +524,7 @@ fn write_ops(shared: &Shared, handle: &Bytes) -> Option<mpsc::Sender<WriteOp>> {
     }
 }
 
-async fn bad_handle(shared: &Shared, id: u32, permit: OwnedSemaphorePermit) {
+async fn bad_handle(shared: &Shared, id: u32, permit: Taken) {
     shared
         .replies
         .status(id, StatusCode::Failure, "invalid handle", Some(permit))
@@ -584,7 +585,7 @@ impl Shared {
 }
 
 /// Serves a request that needs no ordering.
-async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: OwnedSemaphorePermit) {
+async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: Taken) {
     let replies = &shared.replies;
     let fs = &shared.fs;
     let result: Result<Option<Bytes>, Error> = async {
@@ -823,7 +824,7 @@ async fn open(
                     reader,
                     ops_rx,
                     shared.replies.clone(),
-                    shared.budget.clone(),
+                    shared.bulk.clone(),
                 ));
                 codec::handle(id, &handle)
             }
@@ -866,7 +867,7 @@ async fn read_worker(
     reader: Arc<FileReader>,
     mut ops: mpsc::Receiver<ReadOp>,
     replies: Replies,
-    budget: Arc<Semaphore>,
+    budget: Quota,
 ) {
     let mut inflight = futures::stream::FuturesOrdered::new();
     let mut open = true;
@@ -886,11 +887,7 @@ async fn read_worker(
 }
 
 /// One READ: the DATA reply is read straight into its packet buffer.
-async fn read_one(
-    reader: Arc<FileReader>,
-    op: ReadOp,
-    budget: Arc<Semaphore>,
-) -> (Bytes, OwnedSemaphorePermit) {
+async fn read_one(reader: Arc<FileReader>, op: ReadOp, budget: Quota) -> (Bytes, Taken) {
     let ReadOp {
         id,
         offset,
@@ -899,7 +896,7 @@ async fn read_one(
     } = op;
     let len = (len as usize).min(MAX_IO_BYTES);
     // The reply is larger than the request: hold budget for it too.
-    if let Ok(extra) = budget.acquire_many_owned(budget_units(len)).await {
+    if let Some(extra) = budget.take(Quota::units_for(len)).await {
         permit.merge(extra);
     }
     let mut buf = BytesMut::with_capacity(13 + len);

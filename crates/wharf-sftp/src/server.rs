@@ -590,6 +590,7 @@ impl russh::server::Handler for Connection {
             let ended = dispatch::run(
                 user_session.fs.clone(),
                 owner,
+                user_session.memory.clone(),
                 input,
                 ChannelOutput(write.clone()),
             )

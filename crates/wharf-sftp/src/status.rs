@@ -18,6 +18,7 @@ pub fn for_error(error: &Error) -> (StatusCode, String) {
         | ErrorKind::DirectoryNotEmpty
         | ErrorKind::NoSpace
         | ErrorKind::Unavailable
+        | ErrorKind::LimitReached
         | ErrorKind::Internal => StatusCode::Failure,
     };
     (code, error.client_message().to_owned())
@@ -40,6 +41,7 @@ mod tests {
             ErrorKind::Unsupported,
             ErrorKind::NoSpace,
             ErrorKind::Unavailable,
+            ErrorKind::LimitReached,
             ErrorKind::Internal,
         ] {
             let (_, text) = for_error(&Error::new(kind, "s3://bucket/alice/secret: boom"));

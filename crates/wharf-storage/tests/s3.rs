@@ -439,9 +439,14 @@ async fn directory_markers_and_common_prefixes_list_once() {
         ErrorKind::NotFound
     );
     assert_eq!(server.head_object(BUCKET, "d/z"), None);
-    // Removing the last object under a prefix-only directory removes it.
+    // Removing the last object under a prefix-only directory keeps the
+    // directory (a marker is written), as a filesystem would.
     store.delete(&key("d/w/g")).await.unwrap();
-    assert_eq!(store.head(&key("d/w")).await.unwrap(), None);
+    assert_eq!(
+        store.head(&key("d/w")).await.unwrap().map(|m| m.kind),
+        Some(Kind::Directory)
+    );
+    assert!(server.head_object(BUCKET, "d/w/").is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

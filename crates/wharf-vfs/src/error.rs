@@ -21,6 +21,9 @@ pub enum ErrorKind {
     NoSpace,
     /// The store is unreachable; a retry may work.
     Unavailable,
+    /// A limit of the session, the user or the server (open files): a
+    /// retry after closing something may work.
+    LimitReached,
     Internal,
 }
 
@@ -40,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "Operation not supported",
             ErrorKind::NoSpace => "No space left on the store",
             ErrorKind::Unavailable => "Storage is temporarily unavailable, try again",
+            ErrorKind::LimitReached => "Too many open files",
             ErrorKind::Internal => "Internal error",
         }
     }

@@ -13,6 +13,7 @@ use crate::authorize::{AccessRequest, Action, Authorizer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::namespace::{Mount, MountKind, Namespace, Resolved};
 use crate::path::VirtualPath;
+use crate::quota::{Quota, Taken};
 
 /// Where a session's activity lines go, and the fields they all carry.
 #[derive(Debug, Clone)]
@@ -127,6 +128,9 @@ struct Inner {
     namespace: Namespace,
     authorizer: Arc<dyn Authorizer>,
     audit: AuditContext,
+    /// Open files and directory listings: one unit each, shared with the
+    /// user's other sessions and the process (`max_handles_per_user`).
+    handles: Quota,
 }
 
 /// The filesystem of one authenticated session. Cheap to clone; clones
@@ -167,14 +171,34 @@ impl UserFs {
         namespace: Namespace,
         authorizer: Arc<dyn Authorizer>,
         audit: AuditContext,
+        handles: Quota,
     ) -> UserFs {
         UserFs {
             inner: Arc::new(Inner {
                 namespace,
                 authorizer,
                 audit,
+                handles,
             }),
         }
+    }
+
+    /// One unit of the handle quota for a file or listing about to be
+    /// opened; refused at once when the session's user or the server has
+    /// too many open.
+    fn take_handle(&self, path: &VirtualPath, operation: &str) -> Result<Taken> {
+        self.inner.handles.try_take(1).map_err(|level| {
+            let error = Error::new(
+                ErrorKind::LimitReached,
+                if level == 0 {
+                    "too many open files for this user (max_handles_per_user)"
+                } else {
+                    "too many open files in the server"
+                },
+            );
+            self.log_error(operation, path.as_str(), &error);
+            error
+        })
     }
 
     /// Where the session starts (the HomeDirectory, or `/` when LOGICAL).
@@ -405,6 +429,7 @@ impl UserFs {
             virtual_entries,
             shadowed,
             store: store_lister,
+            _handle: self.take_handle(path, "LIST")?,
         })
     }
 
@@ -453,6 +478,7 @@ impl UserFs {
             virtual_entries,
             shadowed,
             store,
+            _handle: self.take_handle(path, "LIST")?,
         })
     }
 
@@ -533,6 +559,7 @@ impl UserFs {
                 object_tags: &object_tags,
             },
         )?;
+        let handle = self.take_handle(path, "OPEN")?;
         let log_path = store_path(mount, &key);
         let reader = match mount.store.store.open_read(&key).await {
             Ok(reader) => reader,
@@ -554,6 +581,7 @@ impl UserFs {
         );
         Ok(FileReader {
             reader,
+            _handle: handle,
             fs: self.clone(),
             log_path,
             opened: Instant::now(),
@@ -620,6 +648,7 @@ impl UserFs {
                 "resuming an upload at an offset is not supported; upload the whole file instead",
             ));
         }
+        let handle = self.take_handle(path, "OPEN")?;
         let log_path = store_path(mount, &key);
         let writer = match mount.store.store.open_write(&key).await {
             Ok(writer) => writer,
@@ -639,6 +668,7 @@ impl UserFs {
         );
         Ok(FileWriter {
             writer: Some(writer),
+            _handle: handle,
             fs: self.clone(),
             log_path,
             opened: Instant::now(),
@@ -1055,6 +1085,7 @@ pub struct DirListing {
     virtual_entries: VecDeque<DirEntry>,
     shadowed: std::collections::HashSet<String>,
     store: Option<Box<dyn Lister>>,
+    _handle: Taken,
 }
 
 impl DirListing {
@@ -1100,6 +1131,7 @@ impl DirListing {
 /// A file open for reading.
 pub struct FileReader {
     reader: Box<dyn Reader>,
+    _handle: Taken,
     fs: UserFs,
     log_path: String,
     opened: Instant,
@@ -1177,6 +1209,7 @@ pub const MAX_OBJECT_BYTES: u64 = 5 << 40;
 /// A file being written. Dropping it unclosed discards the upload.
 pub struct FileWriter {
     writer: Option<Box<dyn Writer>>,
+    _handle: Taken,
     fs: UserFs,
     log_path: String,
     opened: Instant,

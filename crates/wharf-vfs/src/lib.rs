@@ -22,6 +22,7 @@ mod error;
 mod fs;
 mod namespace;
 mod path;
+mod quota;
 
 pub use authorize::{AccessRequest, Action, Authorizer, Denied, Target};
 pub use display::{display_name, ls_line};
@@ -32,4 +33,5 @@ pub use fs::{
 };
 pub use namespace::{Mount, MountKind, Namespace, Resolved, StoreHandle};
 pub use path::{MAX_PATH_BYTES, MAX_SEGMENT_BYTES, PathError, VirtualPath};
+pub use quota::{MEMORY_UNIT, PerUser, Quota, Taken};
 pub use wharf_storage::Kind;

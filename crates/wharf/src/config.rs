@@ -41,7 +41,11 @@ pub struct ServerConfig {
     pub banner: String,
     pub security_policy: String,
     pub max_sessions_per_user: usize,
+    pub max_memory_per_user: u64,
+    pub max_memory: u64,
+    pub max_handles_per_user: u32,
     pub idle_timeout: Duration,
+    pub login_grace_time: Duration,
     pub proxy_protocol: bool,
     pub ban_after_failures: u32,
     pub ban_window: Duration,
@@ -600,7 +604,23 @@ fn convert(
     }
     let max_sessions_per_user =
         s.integer(errors, "max_sessions_per_user", 0, 0..=1_000_000) as usize;
+    let max_memory_per_user = s.size(errors, "max_memory_per_user", "128MiB");
+    let max_memory = s.size(errors, "max_memory", "1GiB");
+    for (key, value) in [
+        ("max_memory_per_user", max_memory_per_user),
+        ("max_memory", max_memory),
+    ] {
+        if !(4 << 20..=1 << 40).contains(&value) {
+            errors.push(format!("server.{key}: must be between 4MiB and 1TiB"));
+        }
+    }
+    let max_handles_per_user =
+        s.integer(errors, "max_handles_per_user", 1024, 1..=1_000_000) as u32;
     let idle_timeout = s.duration(errors, "idle_timeout", "15m");
+    let login_grace_time = s.duration(errors, "login_grace_time", "60s");
+    if login_grace_time.is_zero() {
+        errors.push("server.login_grace_time: must be more than 0s".to_owned());
+    }
     let proxy_protocol = s.boolean(errors, "proxy_protocol", false);
     let ban_after_failures = s.integer(errors, "ban_after_failures", 20, 10..=1_000_000) as u32;
     let ban_window = s.duration(errors, "ban_window", "5m");
@@ -639,7 +659,11 @@ fn convert(
         banner,
         security_policy,
         max_sessions_per_user,
+        max_memory_per_user,
+        max_memory,
+        max_handles_per_user,
         idle_timeout,
+        login_grace_time,
         proxy_protocol,
         ban_after_failures,
         ban_window,

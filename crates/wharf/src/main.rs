@@ -6,6 +6,7 @@
 
 mod config;
 mod hostkeys;
+mod limits;
 mod memory;
 mod serve;
 mod testidp;
@@ -136,6 +137,7 @@ fn run(cli: Cli) -> CommandResult {
 
 fn main() -> ExitCode {
     memory::tune_allocator();
+    limits::raise_descriptor_limit();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {

@@ -30,3 +30,39 @@ pub fn tune_allocator() {
 /// Other allocators need no tuning.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 pub fn tune_allocator() {}
+
+/// Gives freed heap memory back to the system. glibc keeps what sessions
+/// freed in its arenas (a burst of stuck downloads leaves RSS at the burst's
+/// peak long after the buffers are gone); `malloc_trim` returns the free
+/// pages of every arena.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim() {
+    // SAFETY: malloc_trim takes an integer (the padding to keep), touches
+    // only glibc's own free lists under its arena locks, and has no
+    // preconditions; its return value only says whether memory was
+    // released.
+    #[allow(unsafe_code)]
+    let _ = unsafe { libc::malloc_trim(0) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim() {}
+
+/// Watches the sessions' buffer memory and trims the heap once a burst is
+/// over: when what is in use (`in_use`, bytes) has fallen below a quarter
+/// of the peak since the last look (`peak`, bytes), and that peak was worth
+/// it (16 MiB).
+pub async fn return_freed(in_use: impl Fn() -> u64, peak: impl Fn() -> u64) {
+    const WORTH_IT: u64 = 16 << 20;
+    let mut since_trim = 0u64;
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        since_trim = since_trim.max(peak());
+        let now = in_use();
+        if since_trim >= WORTH_IT && now < since_trim / 4 {
+            tokio::task::spawn_blocking(trim).await.ok();
+            since_trim = now;
+        }
+    }
+}

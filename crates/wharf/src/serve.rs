@@ -15,8 +15,14 @@ use wharf_sftp::SftpServer;
 use crate::config::Config;
 use crate::{CommandResult, Failure, wiring};
 
-/// Connections one listener serves at once.
+/// Connections one listener serves at once, at most (fewer when the
+/// descriptor limit is low: `limits::max_connections`).
 const MAX_CONNECTIONS: usize = 10_000;
+
+/// Connections each of the (at most three) listeners may hold.
+fn max_connections() -> usize {
+    crate::limits::max_connections(3, MAX_CONNECTIONS)
+}
 /// The longest a shutdown waits for the stores to abort unfinished uploads.
 const STORE_QUIESCE: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -91,7 +97,7 @@ async fn spawn_ftp(
     eprintln!("wharf: {name} listening on {address}");
     listeners.spawn(wharf_listen::serve(
         listener,
-        MAX_CONNECTIONS,
+        max_connections(),
         shutdown.clone(),
         move |stream, peer| {
             let server = server.clone();
@@ -121,6 +127,13 @@ pub async fn serve(config: Config) -> CommandResult {
     // The same checks as `check-config`, then what only serve does.
     let plan = wiring::ServePlan::build(&config).map_err(Failure::Config)?;
     let (gateway, users) = plan.gateway.realize(AuditLog::stdout()).await?;
+    {
+        let (a, b) = (gateway.clone(), gateway.clone());
+        tokio::spawn(crate::memory::return_freed(
+            move || a.memory_in_use(),
+            move || b.memory_peak(),
+        ));
+    }
     let mut sftp_address = None;
     let shutdown = Shutdown::new();
     let mut listeners = tokio::task::JoinSet::new();
@@ -142,7 +155,7 @@ pub async fn serve(config: Config) -> CommandResult {
         sftp_address = Some(address);
         listeners.spawn(wharf_listen::serve(
             listener,
-            MAX_CONNECTIONS,
+            max_connections(),
             shutdown.clone(),
             move |stream, peer| {
                 let server = server.clone();

@@ -98,7 +98,7 @@ pub struct GatewayPlan {
     server_id: String,
     /// The generated server id, to keep in `data_dir`.
     server_id_file: Option<Pending>,
-    max_sessions_per_user: usize,
+    limits: wharf_session::Limits,
 }
 
 /// SFTP as `serve` will run it.
@@ -414,7 +414,13 @@ impl GatewayPlan {
             provider,
             server_id,
             server_id_file,
-            max_sessions_per_user: config.server.max_sessions_per_user,
+            limits: wharf_session::Limits {
+                max_sessions_per_user: config.server.max_sessions_per_user,
+                max_memory_per_user: config.server.max_memory_per_user,
+                max_memory: config.server.max_memory,
+                max_handles_per_user: config.server.max_handles_per_user,
+                max_handles: crate::limits::max_handles(),
+            },
         })
     }
 
@@ -473,7 +479,7 @@ impl GatewayPlan {
             roles: self.roles,
             bucket_policies: self.bucket_policies,
             audit,
-            max_sessions_per_user: self.max_sessions_per_user,
+            limits: self.limits,
         });
         Ok((Arc::new(gateway), users))
     }

@@ -119,6 +119,7 @@ impl Harness {
                 log: AuditLog::discard(),
                 session: Arc::new(SessionFields::default()),
             },
+            wharf_vfs::Quota::new(1024),
         );
         let input = Arc::new(Pipe::default());
         let consumed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -126,6 +127,7 @@ impl Harness {
         let session = tokio::spawn(run(
             fs,
             "test".into(),
+            wharf_vfs::Quota::new(1 << 20),
             PipeInput {
                 pipe: input.clone(),
                 consumed: consumed.clone(),

@@ -106,6 +106,7 @@ fn logical() -> Fixture {
         Namespace::new(mounts, p("/")),
         Arc::new(targets),
         audit(&lines),
+        Quota::new(1024),
     );
     Fixture {
         _dir: dir,
@@ -292,6 +293,7 @@ async fn path_mode_with_the_default_role_stays_in_home() {
         Namespace::new(mounts, p("/reports/alice")),
         Arc::new(targets),
         audit(&lines),
+        Quota::new(1024),
     );
     assert_eq!(fs.home().as_str(), "/reports/alice");
     put(&fs, "/reports/alice/mine", b"m").await;
@@ -386,6 +388,7 @@ fn path_home(authorizer: impl Authorizer) -> Fixture {
         Namespace::new(mounts, p("/s/users/alice")),
         Arc::new(authorizer),
         audit(&lines),
+        Quota::new(1024),
     );
     Fixture {
         _dir: dir,
@@ -624,6 +627,7 @@ fn logical_with(authorizer: impl Authorizer) -> Fixture {
         Namespace::new(mounts, p("/")),
         Arc::new(authorizer),
         audit(&lines),
+        Quota::new(1024),
     );
     Fixture {
         _dir: dir,

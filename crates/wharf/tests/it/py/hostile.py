@@ -11,6 +11,10 @@ Attacks:
   abandoned-get PATH BYTES
       paramiko's ordinary get(), abandoned after BYTES bytes: the socket is
       closed under it.
+  many-handles PATH COUNT
+      Opens PATH COUNT times over two connections (half each) and keeps
+      them open; prints "opened N" and the first error ("refused: ...");
+      then closes one and opens again ("reopened").
 """
 
 import socket
@@ -104,9 +108,30 @@ def abandoned_get(path, limit):
     print(f"abandoned after {got}", flush=True)
 
 
+def many_handles(path, count):
+    sessions = []
+    for _ in range(2):
+        _, transport = connect()
+        sessions.append(paramiko.SFTPClient.from_transport(transport))
+    opened, refused = [], None
+    for i in range(int(count)):
+        try:
+            opened.append(sessions[i % 2].open(path, "rb"))
+        except IOError as error:
+            refused = str(error)
+            break
+    print(f"opened {len(opened)}", flush=True)
+    print(f"refused: {refused}", flush=True)
+    opened.pop().close()
+    opened.append(sessions[0].open(path, "rb"))
+    print("reopened", flush=True)
+
+
 if ATTACK == "stuck-reads":
     stuck_reads(*ARGS)
 elif ATTACK == "abandoned-get":
     abandoned_get(*ARGS)
+elif ATTACK == "many-handles":
+    many_handles(*ARGS)
 else:
     raise SystemExit(f"unknown attack {ATTACK}")
