@@ -16,7 +16,7 @@ class Cell:
     home: str  # "PATH" | "LOGICAL"
     login: str  # "password" | "key"
     big: bool = False  # the tree carries the 20 MiB file
-    server: str = "main"  # "main" | "key-and-password" (the second wharf)
+    server: str = "main"  # "main" | "key-and-password" | "resumption-enabled"
 
     @property
     def user(self) -> str:
@@ -45,7 +45,7 @@ class Cell:
         return f"{self.store}-{self.home}-{self.login}" + ("-20MiB" if self.big else "")
 
 
-def matrix(client: str, logins=("password", "key"), stores=("fs", "s3"), homes=("PATH", "LOGICAL"), big=None):
+def matrix(client: str, logins=("password", "key"), stores=("fs", "s3"), homes=("PATH", "LOGICAL"), big=None, server="main"):
     """pytest params for one client's cells. `big(store, home, login)` says
     which cells carry the 20 MiB file. By default two cells per client do:
     the S3 LOGICAL password cell (a multipart upload: 20 MiB is three
@@ -61,7 +61,7 @@ def matrix(client: str, logins=("password", "key"), stores=("fs", "s3"), homes=(
     for store in stores:
         for home in homes:
             for login in logins:
-                cell = Cell(client, store, home, login, big=big(store, home, login))
+                cell = Cell(client, store, home, login, big=big(store, home, login), server=server)
                 out.append(pytest.param(cell, id=str(cell)))
     return out
 

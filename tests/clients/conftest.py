@@ -283,7 +283,7 @@ def wharf_binary() -> Path:
     return binary
 
 
-def wharf_config(base: Path, keys: Keys, moto: Moto, ftps: bool, extra: str = "") -> str:
+def wharf_config(base: Path, keys: Keys, moto: Moto, ftps: bool, extra: str = "", ftps_extra: str = "") -> str:
     fs_root = base / "fs-root"
     fs_root.mkdir(parents=True, exist_ok=True)
     text = f"""[server]
@@ -299,6 +299,7 @@ listen = "127.0.0.1:0"
 [protocols.ftps]
 listen = "127.0.0.1:0"
 passive_ports = "{low}-{high}"
+{ftps_extra}
 """
     text += f"""
 [storage.fs]
@@ -340,9 +341,9 @@ def moto(base_dir):
         server.stop()
 
 
-def _start_wharf(request, base_dir, keys, moto, server: str, ftps: bool, extra: str = ""):
+def _start_wharf(request, base_dir, keys, moto, server: str, ftps: bool, extra: str = "", ftps_extra: str = ""):
     dir = base_dir / f"wharf-{server}"
-    wharf = Wharf(wharf_binary(), dir, wharf_config(dir, keys, moto, ftps, extra))
+    wharf = Wharf(wharf_binary(), dir, wharf_config(dir, keys, moto, ftps, extra, ftps_extra))
     cells = [c for c in _cells(request.session) if c.server == server]
     wharf.add_users(cells, keys.client_public)
     return wharf.start()
@@ -372,6 +373,27 @@ def wharf_key_and_password(request, base_dir, keys, moto):
             "key-and-password",
             ftps=False,
             extra='\n[identity_provider]\nsftp_authentication_methods = "PUBLIC_KEY_AND_PASSWORD"\n',
+        )
+        yield server
+    finally:
+        if server:
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def wharf_resumption_enabled(request, base_dir, keys, moto):
+    """A third wharf, with `tls_session_resumption = "enabled"`: for FTPS
+    clients that never resume a TLS session (Python's ftplib as is)."""
+    server = None
+    try:
+        server = _start_wharf(
+            request,
+            base_dir,
+            keys,
+            moto,
+            "resumption-enabled",
+            ftps=True,
+            ftps_extra='tls_session_resumption = "enabled"',
         )
         yield server
     finally:
@@ -432,10 +454,12 @@ class Env:
 
 @pytest.fixture
 def env(request, cell, keys, moto, trees, tmp_path) -> Env:
-    if cell.server == "main":
-        server = request.getfixturevalue("wharf")
-    else:
-        server = request.getfixturevalue("wharf_key_and_password")
+    fixture = {
+        "main": "wharf",
+        "key-and-password": "wharf_key_and_password",
+        "resumption-enabled": "wharf_resumption_enabled",
+    }[cell.server]
+    server = request.getfixturevalue(fixture)
     work = tmp_path / "work"
     work.mkdir()
     return Env(

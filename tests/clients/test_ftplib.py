@@ -96,9 +96,32 @@ def job(env, cls):
         ftp.close()
 
 
-@pytest.mark.parametrize("cell", matrix("ftplib", logins=("password",)))
+# ftplib as is never resumes a TLS session on its data connections, so the
+# default `tls_session_resumption = "enforced"` refuses them (as AWS Transfer
+# Family's ENFORCED does); it works where resumption is "enabled".
+@pytest.mark.parametrize("cell", matrix("ftplib", logins=("password",), server="resumption-enabled"))
 def test_ftplib_ftps(cell, env):
     job(env, ftplib.FTP_TLS)
+
+
+@pytest.mark.parametrize("cell", matrix("ftplib-refused", logins=("password",), stores=("fs",), homes=("LOGICAL",)))
+def test_ftplib_without_resumption_is_refused_clearly_when_enforced(cell, env):
+    ftp = connect(env, ftplib.FTP_TLS)
+    try:
+        try:
+            ftp.nlst()
+            raise AssertionError("a data connection without resumption was accepted")
+        except ftplib.error_perm as refused:
+            reason = str(refused)
+        except OSError:
+            # The TLS handshake broke off first; the reply follows on the
+            # control connection.
+            with pytest.raises(ftplib.error_perm) as refused:
+                ftp.getresp()
+            reason = str(refused.value)
+        assert reason.startswith("550") and "did not resume" in reason, reason
+    finally:
+        ftp.close()
 
 
 @pytest.mark.parametrize("cell", matrix("ftplib-reuse", logins=("password",)))

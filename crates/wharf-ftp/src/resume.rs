@@ -33,9 +33,11 @@
 //! oldest going first; open ones are as many as the open control
 //! connections. A member that closes before logging in is dropped at once.
 //!
-//! Data connections never issue anything: no tickets (see the module docs of
-//! `tls.rs`) and no session IDs, so a data connection that did not resume
-//! (and was refused) cannot hand its client a session to resume next time.
+//! Data connections issue no session IDs, so a data connection that did not
+//! resume (and was refused) cannot hand its client a session to resume next
+//! time; and a TLS 1.3 ticket only where the client reads (downloads,
+//! listings: see `tls.rs`), after a resumption, in the resumed member's
+//! name.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -342,13 +344,15 @@ impl Membership {
 
     /// What one data connection of this (logged-in) control connection may
     /// resume; `None` before login.
-    pub(crate) fn data_sessions(&self, lifetime: u32) -> Option<Arc<DataSessions>> {
+    pub(crate) fn data_sessions(&self, lifetime: u32, issue: bool) -> Option<Arc<DataSessions>> {
         Some(Arc::new(DataSessions {
             registry: self.registry.clone(),
             ip: self.ip,
             user: self.user.clone()?,
             lifetime,
             found: Mutex::new(None),
+            resumed_keys: Mutex::new(None),
+            issue,
         }))
     }
 }
@@ -372,6 +376,12 @@ pub(crate) struct DataSessions {
     /// rustls looks up the client's offers in turn and keeps the first that
     /// resumes).
     found: Mutex<Option<Found>>,
+    /// That member's keys: a ticket this data connection issues is issued
+    /// in that member's name.
+    resumed_keys: Mutex<Option<Arc<Issued>>>,
+    /// Whether this data connection issues a TLS 1.3 ticket (downloads and
+    /// listings: see `tls.rs`).
+    issue: bool,
 }
 
 impl std::fmt::Debug for DataSessions {
@@ -387,6 +397,7 @@ impl DataSessions {
             if let Some(value) = lookup(&issued) {
                 let found = self.registry.resumed(self.ip, id, now)?;
                 *self.found.lock() = Some(found);
+                *self.resumed_keys.lock() = Some(issued);
                 return Some(value);
             }
         }
@@ -425,10 +436,16 @@ impl ProducesTickets for DataSessions {
         self.lifetime
     }
 
-    fn encrypt(&self, _plain: &[u8]) -> Option<Vec<u8>> {
-        // None: no ticket in TLS 1.3, an empty one in TLS 1.2 ("the server
-        // changed its mind", RFC 5077 3.3; clients keep the one they have).
-        None
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        // Only after a resumption, in the name of the member resumed (so
+        // the ticket is accepted as that member's), and only where the
+        // client reads (downloads, listings). Otherwise none: no ticket in
+        // TLS 1.3, an empty one in TLS 1.2 ("the server changed its mind",
+        // RFC 5077 3.3; clients keep the one they have).
+        if !self.issue {
+            return None;
+        }
+        self.resumed_keys.lock().as_ref()?.tickets.encrypt(plain)
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
@@ -513,7 +530,7 @@ mod tests {
         b.sessions.put(b"id-b".to_vec(), b"b".to_vec());
 
         // Data connections of alice's second control connection.
-        let data = || m2.data_sessions(60).unwrap();
+        let data = || m2.data_sessions(60, false).unwrap();
         let d = data();
         assert_eq!(d.decrypt(&ticket_a1).as_deref(), Some(&b"a1"[..]));
         assert!(d.verdict(WAIT).await);
@@ -554,7 +571,7 @@ mod tests {
             .map(|k| k.tickets.encrypt(b"p").unwrap())
             .collect();
         let resume = |i: usize| {
-            let d = alice.data_sessions(60).unwrap();
+            let d = alice.data_sessions(60, false).unwrap();
             assert!(d.decrypt(&tickets[i]).is_some());
             d
         };
@@ -573,16 +590,16 @@ mod tests {
         let verdict = tokio::spawn(async move { third.verdict(WAIT).await });
         drop(pending.pop());
         assert!(!verdict.await.unwrap());
-        let d = alice.data_sessions(60).unwrap();
+        let d = alice.data_sessions(60, false).unwrap();
         assert_eq!(d.decrypt(&tickets[2]), None);
         // Still pending after the wait: refused.
         let keys = issued();
         let _idle = registry.join(ip("127.0.0.1"), keys.clone());
-        let d = alice.data_sessions(60).unwrap();
+        let d = alice.data_sessions(60, false).unwrap();
         assert!(d.decrypt(&keys.tickets.encrypt(b"p").unwrap()).is_some());
         assert!(!d.verdict(Duration::from_millis(1)).await);
         // Bob's member, once logged in, is no candidate for alice.
-        let d = alice.data_sessions(60).unwrap();
+        let d = alice.data_sessions(60, false).unwrap();
         assert_eq!(d.decrypt(&tickets[1]), None);
     }
 

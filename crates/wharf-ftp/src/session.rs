@@ -701,7 +701,9 @@ impl FtpSession {
             return Ok(Some(DataStream::Plain(stream)));
         };
         let enforce = tls.resumption == Resumption::Enforced;
-        let Some(data_tls) = tls.data() else {
+        // Downloads and listings: the client reads, and gets a fresh ticket.
+        let reads = !matches!(operation, "STOR" | "APPE");
+        let Some(data_tls) = tls.data(reads) else {
             // Not logged in: cannot happen (transfers need a session).
             self.control
                 .reply(&Reply::new(425, "Can't open data connection."))

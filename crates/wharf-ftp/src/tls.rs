@@ -12,13 +12,20 @@
 //! `tls_session_resumption = "enforced"` checks (see `data.rs` and
 //! `resume.rs`).
 //!
-//! Only control connections issue session tickets. Data connections resume
-//! with a control connection's ticket; a fresh TLS 1.3 ticket on a data
-//! connection is a post-handshake message that an uploading client never
+//! Tickets. Control connections issue them; data connections resume with
+//! them. A TLS 1.3 client may use a ticket once only: OpenSSL (curl) keeps
+//! the session of the data connection that resumed, which cannot be
+//! resumed again, so its next data connection offers nothing and is
+//! refused (curl/curl#4654: several downloads in one curl command). So a
+//! data connection of a download or a listing issues one fresh ticket,
+//! which the client reads before the data. An upload's does not: the
+//! ticket is a post-handshake message that an uploading client never
 //! reads, and closing a socket with unread data sends a reset, which makes
-//! the server's kernel drop the end of the upload (curl loses uploads that
-//! way: curl/curl#6149). Other servers turn TLS 1.3 off for this; this keeps
-//! TLS 1.3. Data connections issue no TLS 1.2 session IDs either.
+//! the client's kernel drop the end of the upload (curl/curl#6149). Two
+//! uploads in a row in one curl command therefore need TLS 1.2 there
+//! (`--tls-max 1.2`), as with vsftpd and ProFTPD; other clients resume
+//! from the control connection's session each time. Data connections issue
+//! no TLS 1.2 session IDs.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -168,13 +175,16 @@ pub(crate) struct DataTls {
 
 impl ConnectionTls {
     /// The configuration of one data connection: `None` before login.
-    pub(crate) fn data(&self) -> Option<DataTls> {
+    /// `reads` says whether the client will read on it (a download or a
+    /// listing), which decides whether it gets a fresh ticket.
+    pub(crate) fn data(&self, reads: bool) -> Option<DataTls> {
         let mut config = self.data.clone()?;
         let sessions = match &self.membership {
             Some(membership) => {
-                let sessions = membership.data_sessions(self.lifetime)?;
+                let sessions = membership.data_sessions(self.lifetime, reads)?;
                 config.session_storage = sessions.clone();
                 config.ticketer = sessions.clone();
+                config.send_tls13_tickets = usize::from(reads);
                 Some(sessions)
             }
             None => None,
@@ -300,13 +310,13 @@ mod tests {
             let mut tls = material
                 .for_connection("127.0.0.1".parse().unwrap())
                 .unwrap();
-            assert!(tls.data().is_none(), "data connections before login");
+            assert!(tls.data(false).is_none(), "data connections before login");
             assert_eq!(
                 tls.control.send_tls13_tickets != 0,
                 resumption != Resumption::Disabled
             );
             material.logged_in(&mut tls, "alice");
-            let data = tls.data().unwrap();
+            let data = tls.data(false).unwrap();
             assert_eq!(data.config.send_tls13_tickets, 0);
             assert!(!data.config.session_storage.can_cache());
             assert_eq!(
