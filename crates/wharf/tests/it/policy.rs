@@ -301,3 +301,99 @@ fn a_directory_rename_obeys_the_policy_of_everything_it_moves() {
     assert!(!home.join("published/staging").exists());
     assert!(!home.join("p2").exists() && !home.join("p3").exists() && !home.join("p4").exists());
 }
+
+/// Download by name: GetObject on the folder, nothing else.
+const READ_BY_NAME: &str = r#"{"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:GetObject",
+     "Resource": "arn:aws:s3:::default/${transfer:UserName}/*"}]}"#;
+
+/// The AWS write-only drop box: list the folder and upload, never read.
+const WRITE_ONLY: &str = r#"{"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Action": "s3:ListBucket", "Resource": "arn:aws:s3:::default",
+     "Condition": {"StringLike": {"s3:prefix": ["${transfer:UserName}/*", "${transfer:UserName}"]}}},
+    {"Effect": "Allow", "Action": "s3:PutObject",
+     "Resource": "arn:aws:s3:::default/${transfer:UserName}/*"}]}"#;
+
+/// Drop boxes work with real clients: stat is allowed by GetObject or by a
+/// one-key listing, and fstat on an open handle needs no new decision (the
+/// issue: paramiko's get() failed on its FSTAT with GetObject only).
+#[test]
+fn read_only_and_write_only_drop_boxes_work_with_real_clients() {
+    let wharf = prepare(
+        "[roles.reader]\npolicies = [\"reader.json\"]\n\n[roles.dropbox]\npolicies = [\"dropbox.json\"]\n",
+    );
+    std::fs::write(wharf.path("reader.json"), READ_BY_NAME).unwrap();
+    std::fs::write(wharf.path("dropbox.json"), WRITE_ONLY).unwrap();
+    for (user, role) in [("reader", "reader"), ("dropper", "dropbox")] {
+        wharf.add_user(
+            user,
+            Some(&format!("{user}-pw")),
+            &[
+                "--home-directory-mapping",
+                &format!("/=/default/{user}"),
+                "--role",
+                role,
+            ],
+        );
+    }
+    let wharf = wharf.start();
+    std::fs::create_dir_all(wharf.path("files/reader")).unwrap();
+    std::fs::write(wharf.path("files/reader/report.csv"), vec![b'r'; 300_000]).unwrap();
+    std::fs::create_dir_all(wharf.path("files/dropper")).unwrap();
+    std::fs::write(wharf.path("files/dropper/older.csv"), b"old").unwrap();
+    check(
+        &wharf,
+        "reader",
+        "reader-pw",
+        &[
+            "download:/report.csv:ok",
+            "get:/report.csv:ok",
+            "stat:/report.csv:ok",
+            "stat:/missing.csv:missing",
+            "ls:/:denied",
+            "put:/new.csv:denied",
+        ],
+    );
+    check(
+        &wharf,
+        "dropper",
+        "dropper-pw",
+        &[
+            "put:/in.csv:ok",
+            "stat:/in.csv:ok",
+            "ls:/:=in.csv,older.csv",
+            "get:/older.csv:denied",
+            "download:/in.csv:denied",
+            "rm:/in.csv:denied",
+        ],
+    );
+    // The OpenSSH client too: a download by name, and an upload.
+    let dir = wharf.dir.path();
+    let out = sftp_batch(
+        wharf.sftp_port(),
+        "reader",
+        &Login::Password("reader-pw".into()),
+        "get report.csv report.back\n",
+        dir,
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(dir.join("report.back")).unwrap().len(),
+        300_000
+    );
+    std::fs::write(dir.join("drop.csv"), b"dropped").unwrap();
+    let out = sftp_batch(
+        wharf.sftp_port(),
+        "dropper",
+        &Login::Password("dropper-pw".into()),
+        "put drop.csv\n",
+        dir,
+        &[],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(wharf.path("files/dropper/drop.csv")).unwrap(),
+        b"dropped"
+    );
+}

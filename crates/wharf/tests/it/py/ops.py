@@ -1,7 +1,8 @@
 """Runs SFTP operations with paramiko and checks each one's outcome.
 
 Usage: ops.py PORT USER PASSWORD OP:PATH:EXPECT...
-OP is put, get, ls, stat, mkdir, rmdir, rm, mv or rename (PATH is FROM>TO); EXPECT is ok, denied (SFTP
+OP is put (paramiko putfo, which stats after the upload), get, download (paramiko getfo), ls, stat,
+mkdir, rmdir, rm, mv or rename (PATH is FROM>TO); EXPECT is ok, denied (SFTP
 permission denied), missing (no such file) or failed (any other error); for ls also =NAME,NAME
 (the listing, sorted). Prints one line per operation; exits 1 if any outcome differs.
 """
@@ -21,6 +22,8 @@ def run(sftp, op, path):
     elif op == "get":
         with sftp.open(path, "rb") as f:
             f.read()
+    elif op == "download":  # paramiko's get(): open, fstat, prefetch
+        sftp.getfo(path, io.BytesIO())
     elif op == "ls":
         return "=" + ",".join(sorted(sftp.listdir(path)))
     elif op == "stat":
