@@ -111,13 +111,34 @@ pub(crate) enum DataError {
     Refused(&'static str),
 }
 
-/// A data connection, plain or TLS.
-pub(crate) enum DataStream {
+/// A data connection, plain or TLS, that fails with `TimedOut` when it
+/// moves no bytes for `idle_timeout` (SPEC 2: a stalled transfer must not
+/// hold its session and its slot forever; an upload cut that way leaves
+/// nothing behind).
+pub(crate) struct DataStream {
+    io: DataIo,
+    idle: Duration,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+enum DataIo {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl DataStream {
+    fn new(io: DataIo, idle: Duration) -> DataStream {
+        DataStream {
+            io,
+            idle,
+            timer: Box::pin(tokio::time::sleep(idle)),
+        }
+    }
+
+    pub(crate) fn plain(stream: TcpStream, idle: Duration) -> DataStream {
+        DataStream::new(DataIo::Plain(stream), idle)
+    }
+
     /// Completes the TLS handshake of a data connection and checks the
     /// resumption rule: the session resumed must be one issued to a control
     /// connection of the same user from the same address (`resume.rs`).
@@ -125,6 +146,7 @@ impl DataStream {
         stream: TcpStream,
         data: DataTls,
         enforce_resumption: bool,
+        idle: Duration,
     ) -> Result<DataStream, DataError> {
         let acceptor = tokio_rustls::TlsAcceptor::from(data.config);
         let tls = match tokio::time::timeout(DATA_TIMEOUT, acceptor.accept(stream)).await {
@@ -140,9 +162,13 @@ impl DataStream {
                 ));
             }
         };
+        let stream = DataStream::new(DataIo::Tls(Box::new(tls)), idle);
         if !enforce_resumption {
-            return Ok(DataStream::Tls(Box::new(tls)));
+            return Ok(stream);
         }
+        let DataIo::Tls(tls) = &stream.io else {
+            return Ok(stream);
+        };
         let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
         // Whose session it was; a control connection that has not logged in
         // yet decides by its login.
@@ -155,13 +181,51 @@ impl DataStream {
                 "the data connection did not resume a TLS session of this user's control connections from this address (tls_session_resumption is enforced)",
             ));
         }
-        Ok(DataStream::Tls(Box::new(tls)))
+        Ok(stream)
     }
 
     /// Ends a download or listing: TLS close_notify, then FIN.
     async fn finish(&mut self) -> io::Result<()> {
         self.flush().await?;
         self.shutdown().await
+    }
+
+    /// Bytes moved: the idle timer starts over.
+    fn moved(&mut self) {
+        let deadline = tokio::time::Instant::now() + self.idle;
+        self.timer.as_mut().reset(deadline);
+    }
+
+    /// While the connection waits: an error once it has waited too long.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the data connection moved no bytes for {}s (idle_timeout)",
+                    self.idle.as_secs()
+                ),
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+        progress: impl Fn(&T) -> bool,
+    ) -> Poll<io::Result<T>> {
+        match polled {
+            Poll::Ready(Ok(value)) => {
+                if progress(&value) {
+                    self.moved();
+                }
+                Poll::Ready(Ok(value))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => self.stalled(cx).map(Err),
+        }
     }
 }
 
@@ -171,10 +235,14 @@ impl AsyncRead for DataStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            DataStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            DataStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.io {
+            DataIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            DataIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        let moved = buf.filled().len() > before;
+        this.watch(cx, polled, |()| moved)
     }
 }
 
@@ -184,24 +252,30 @@ impl AsyncWrite for DataStream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            DataStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            DataStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
+        let this = self.get_mut();
+        let polled = match &mut this.io {
+            DataIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            DataIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        };
+        this.watch(cx, polled, |n| *n > 0)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            DataStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            DataStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
+        let this = self.get_mut();
+        let polled = match &mut this.io {
+            DataIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            DataIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        };
+        this.watch(cx, polled, |()| true)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            DataStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            DataStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
+        let this = self.get_mut();
+        let polled = match &mut this.io {
+            DataIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            DataIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        };
+        this.watch(cx, polled, |()| true)
     }
 }
 

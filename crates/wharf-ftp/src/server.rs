@@ -6,10 +6,10 @@ use std::ops::RangeInclusive;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use wharf_identity::Protocol;
+use wharf_listen::Admitted;
 use wharf_session::{ConnInfo, Gateway};
 
 use crate::control::Control;
@@ -151,55 +151,28 @@ impl FtpServer {
         self.inner.tls.is_some()
     }
 
-    /// Accepts connections on `listener` until `shutdown` is cancelled, then
-    /// closes each session as soon as it is between commands (a running
-    /// transfer finishes first) and returns when all have ended. Dropping
-    /// the future aborts what is left: transfers stop (unfinished uploads
-    /// leave nothing) and control connections are closed.
-    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
-        let tasks = TaskTracker::new();
-        let abort = CancellationToken::new();
-        let _abort_when_dropped = abort.clone().drop_guard();
-        let mut backoff = Duration::from_millis(5);
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => break,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(5);
-                    let server = self.clone();
-                    let (drain, abort) = (shutdown.clone(), abort.clone());
-                    tasks.spawn(async move {
-                        tokio::select! {
-                            () = server.run(stream, peer, drain) => {}
-                            () = abort.cancelled() => {}
-                        }
-                    });
-                }
-                Err(error) => {
-                    // Out of file descriptors and the like: wait, then retry.
-                    tracing::warn!("ftp accept failed: {error}");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            }
-        }
-        drop(listener);
-        tasks.close();
-        tasks.wait().await;
+    /// Serves one connection from the accept loop (`wharf_listen::serve`)
+    /// until it ends: it must log in within `login_grace_time`; when the
+    /// server drains, it is closed between commands (421), a running
+    /// transfer finishing first. Dropping the future ends the session:
+    /// transfers are aborted and the control connection closed.
+    pub async fn serve_connection(&self, accepted: wharf_listen::Accepted) {
+        let wharf_listen::Accepted {
+            stream,
+            peer,
+            admitted,
+            drain,
+        } = accepted;
+        self.run(stream, peer, drain, admitted).await;
     }
 
-    /// Serves one accepted connection until it ends (for an accept loop of
-    /// the caller's, like `wharf_listen::serve`). Dropping the future ends
-    /// the session: transfers are aborted and the control connection closed.
-    pub async fn serve_connection(&self, stream: TcpStream, peer: SocketAddr) {
-        self.run(stream, peer, CancellationToken::new()).await;
-    }
-
-    async fn run(&self, stream: TcpStream, peer: SocketAddr, drain: CancellationToken) {
+    async fn run(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        drain: CancellationToken,
+        admitted: Admitted,
+    ) {
         let _ = stream.set_nodelay(true);
         // ABOR may come as urgent data (ftplib sends it with MSG_OOB): keep
         // the urgent byte in the stream.
@@ -233,8 +206,14 @@ impl FtpServer {
             client: None,
             secure_transport: false,
         };
-        let mut session =
-            FtpSession::new(self.inner.clone(), Control::new(stream), info, local, tls);
+        let mut session = FtpSession::new(
+            self.inner.clone(),
+            Control::new(stream),
+            info,
+            local,
+            tls,
+            admitted,
+        );
         session.run(drain).await;
     }
 }

@@ -9,6 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use wharf_audit::{Activity, Event};
+use wharf_listen::Admitted;
 use wharf_session::{ConnInfo, Session};
 use wharf_vfs::{Error, ErrorKind, Kind, OpenOptions, UserFs, VirtualPath};
 
@@ -44,6 +45,8 @@ pub(crate) struct FtpSession {
     /// The name given by USER, until PASS.
     pending_user: Option<String>,
     failed_logins: u32,
+    /// The connection's admission: it must log in before its deadline.
+    admitted: Admitted,
     session: Option<Session>,
     cwd: VirtualPath,
     /// REST: where the next RETR starts.
@@ -59,8 +62,10 @@ impl FtpSession {
         info: ConnInfo,
         local: SocketAddr,
         tls: Option<ConnectionTls>,
+        admitted: Admitted,
     ) -> FtpSession {
         FtpSession {
+            admitted,
             shared,
             control,
             info,
@@ -91,6 +96,10 @@ impl FtpSession {
                     let _ = self.control.reply(&Reply::new(421, "Server shutting down, closing control connection.")).await;
                     break;
                 }
+                () = self.admitted.login_expired() => {
+                    let _ = self.control.reply(&Reply::new(421, "Login timeout, closing control connection.")).await;
+                    break;
+                }
                 line = tokio::time::timeout(self.shared.idle_timeout, self.control.line()) => line,
             };
             let line = match line {
@@ -110,6 +119,13 @@ impl FtpSession {
                         .control
                         .reply(&Reply::new(500, "Command line too long."))
                         .await;
+                    // Malformed input counts against the address (SPEC 8).
+                    let fields = self.shared.gateway.session_fields(&self.info);
+                    self.shared.gateway.report_violation(
+                        &fields,
+                        &self.info,
+                        "FTP command line longer than allowed",
+                    );
                     break;
                 }
                 Ok(Ok(line)) => line,
@@ -305,6 +321,7 @@ impl FtpSession {
                 // their root.
                 self.cwd = session.fs.home().clone();
                 self.session = Some(session);
+                self.admitted.logged_in();
                 self.reply(230, "User logged in.").await
             }
             None => {
@@ -698,7 +715,7 @@ impl FtpSession {
             .reply(&Reply::new(150, "Opening BINARY mode data connection."))
             .await?;
         let Some(tls) = &self.tls else {
-            return Ok(Some(DataStream::Plain(stream)));
+            return Ok(Some(DataStream::plain(stream, self.shared.idle_timeout)));
         };
         let enforce = tls.resumption == Resumption::Enforced;
         // Downloads and listings: the client reads, and gets a fresh ticket.
@@ -710,7 +727,7 @@ impl FtpSession {
                 .await?;
             return Ok(None);
         };
-        match DataStream::tls(stream, data_tls, enforce).await {
+        match DataStream::tls(stream, data_tls, enforce, self.shared.idle_timeout).await {
             Ok(stream) => Ok(Some(stream)),
             Err(DataError::Connect(reason)) => {
                 tracing::info!(session = %self.info.session_id, "{operation}: {reason}");

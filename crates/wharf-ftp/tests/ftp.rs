@@ -177,6 +177,9 @@ async fn start(mode: Mode) -> Fixture {
         bucket_policies: BTreeMap::new(),
         audit: AuditLog::to_writer(Box::new(lines.clone())),
         limits: wharf_session::Limits::default(),
+        guard: Arc::new(wharf_listen::Guard::new(
+            wharf_listen::GuardConfig::default(),
+        )),
     }));
     let tls = match mode {
         Mode::Ftp => None,
@@ -192,7 +195,7 @@ async fn start(mode: Mode) -> Fixture {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.serve(listener, shutdown.clone()));
+    let task = serve(server, listener, shutdown.clone());
     Fixture {
         dir,
         gateway,
@@ -201,6 +204,43 @@ async fn start(mode: Mode) -> Fixture {
         shutdown,
         server: Some(task),
     }
+}
+
+/// The production accept loop (`wharf_listen::serve`) for `server`, until
+/// `drain` is cancelled: then sessions close between commands (421) and the
+/// task returns when all have ended. Aborting the task aborts them.
+fn serve(
+    server: FtpServer,
+    listener: TcpListener,
+    drain: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let shutdown = wharf_listen::Shutdown::new();
+        let _abort_when_dropped = shutdown.abort.clone().drop_guard();
+        let admission = wharf_listen::Admission {
+            max_connections: 1000,
+            guard: Arc::new(wharf_listen::Guard::new(
+                wharf_listen::GuardConfig::default(),
+            )),
+        };
+        let accept = wharf_listen::serve(
+            listener,
+            admission,
+            shutdown.clone(),
+            |_, _| {},
+            move |accepted| {
+                let server = server.clone();
+                async move { server.serve_connection(accepted).await }
+            },
+        );
+        tokio::select! {
+            () = accept => {}
+            () = drain.cancelled() => {}
+        }
+        shutdown.stop_accepting.cancel();
+        shutdown.tasks.close();
+        shutdown.tasks.wait().await;
+    })
 }
 
 fn ftp_server(tls: Option<TlsConfig>, gateway: Arc<Gateway>) -> FtpServer {
@@ -1474,7 +1514,17 @@ async fn dropping_serve_connection_ends_the_session() {
     let server = ftp_server(None, fx.gateway.clone());
     let accepted = tokio::spawn(async move {
         let (stream, peer) = listener.accept().await.unwrap();
-        server.serve_connection(stream, peer).await;
+        let guard = Arc::new(wharf_listen::Guard::new(
+            wharf_listen::GuardConfig::default(),
+        ));
+        server
+            .serve_connection(wharf_listen::Accepted {
+                stream,
+                peer,
+                admitted: guard.admit(peer.ip()).unwrap(),
+                drain: CancellationToken::new(),
+            })
+            .await;
     });
     let mut client = tokio::process::Command::new("python3")
         .arg("-c")
@@ -1614,7 +1664,7 @@ async fn configuration_is_checked_and_pasv_announces_the_passive_address() {
     let server = FtpServer::new(config(passive..=passive, Some("192.0.2.7")), gateway()).unwrap();
     assert!(!server.is_ftps());
     let shutdown = CancellationToken::new();
-    let task = tokio::spawn(server.serve(listener, shutdown.clone()));
+    let task = serve(server, listener, shutdown.clone());
     let out = run(
         "python3",
         &[

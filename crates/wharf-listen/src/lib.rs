@@ -15,7 +15,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+mod guard;
 mod prompt_acks;
+pub use guard::{
+    Admitted, Ban, Guard, GuardConfig, GuardCounters, MAX_PENDING_PER_ADDRESS, PENDING_FULL,
+    PENDING_START, Refusal,
+};
 pub use prompt_acks::PromptAcks;
 
 /// Stops every listener of a process in two steps.
@@ -53,18 +58,45 @@ impl Shutdown {
     }
 }
 
-/// Serves `listener` until shutdown, at most `max_connections` at once
-/// (more are closed on arrival).
-pub async fn serve<H, F>(
+/// What the accept loop hands each connection's handler.
+pub struct Accepted {
+    pub stream: TcpStream,
+    pub peer: SocketAddr,
+    /// The connection counts as not logged in (against the guard's pending
+    /// limits) until the handler says it did; it carries the login deadline.
+    pub admitted: Admitted,
+    /// Cancelled when the server starts draining (SIGTERM): a handler lets
+    /// what is running finish and takes nothing new.
+    pub drain: CancellationToken,
+}
+
+/// How one listener admits connections.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Connections served at once; more are closed on arrival.
+    pub max_connections: usize,
+    /// Bans and the limits on connections that have not logged in, shared
+    /// by every listener of the process.
+    pub guard: Arc<Guard>,
+}
+
+/// Serves `listener` until shutdown. Each accepted connection is first put
+/// to the guard (refused before a byte is read when its address is banned
+/// or has too many connections that have not logged in; `on_refused` is
+/// told), then to the connection limit, then handed to `handler` in a task
+/// of its own.
+pub async fn serve<H, F, R>(
     listener: TcpListener,
-    max_connections: usize,
+    admission: Admission,
     shutdown: Shutdown,
+    on_refused: R,
     handler: H,
 ) where
-    H: Fn(TcpStream, SocketAddr) -> F + Send + Sync + 'static,
+    H: Fn(Accepted) -> F + Send + Sync + 'static,
     F: Future<Output = ()> + Send + 'static,
+    R: Fn(SocketAddr, &Refusal) + Send + Sync + 'static,
 {
-    let limit = Arc::new(Semaphore::new(max_connections));
+    let limit = Arc::new(Semaphore::new(admission.max_connections));
     let handler = Arc::new(handler);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -86,6 +118,14 @@ pub async fn serve<H, F>(
                 continue;
             }
         };
+        let admitted = match admission.guard.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                on_refused(peer, &refusal);
+                drop(stream);
+                continue;
+            }
+        };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; closing");
             drop(stream);
@@ -94,9 +134,15 @@ pub async fn serve<H, F>(
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
         let abort = shutdown.abort.clone();
+        let accepted = Accepted {
+            stream,
+            peer,
+            admitted,
+            drain: shutdown.stop_accepting.clone(),
+        };
         shutdown.tasks.spawn(async move {
             tokio::select! {
-                () = handler(stream, peer) => {}
+                () = handler(accepted) => {}
                 () = abort.cancelled() => {}
             }
             drop(permit);
@@ -115,11 +161,17 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = Shutdown::new();
+        let admission = Admission {
+            max_connections: 10,
+            guard: Arc::new(Guard::new(GuardConfig::default())),
+        };
         let server = tokio::spawn(serve(
             listener,
-            10,
+            admission,
             shutdown.clone(),
-            |mut stream, _| async move {
+            |_, _| {},
+            |accepted: Accepted| async move {
+                let mut stream = accepted.stream;
                 let mut byte = [0u8; 1];
                 // Echo one byte, then hang until aborted.
                 if stream.read_exact(&mut byte).await.is_ok() {

@@ -21,6 +21,7 @@ use wharf_identity::{
     Answer, Credential, Denial, Home, Identity, IdentityProvider, LoginRequest, Protocol,
     ValidationContext,
 };
+use wharf_listen::Guard;
 use wharf_policy::{Policy, PolicyKind};
 use wharf_vfs::{
     AuditContext, Authorizer, Mount, MountKind, Namespace, PerUser, Quota, StoreHandle, Target,
@@ -54,6 +55,9 @@ pub struct GatewayConfig {
     pub bucket_policies: BTreeMap<String, Arc<Policy>>,
     pub audit: AuditLog,
     pub limits: Limits,
+    /// The brute-force defence, shared with the listeners: the gateway
+    /// reports failed logins and protocol violations to it.
+    pub guard: Arc<Guard>,
 }
 
 /// What one user and the whole process may hold (SPEC 2, `[server]`).
@@ -122,6 +126,44 @@ pub struct Gateway {
     memory: PerUser,
     /// Open files and listings, per user and in all.
     handles: PerUser,
+    guard: Arc<Guard>,
+    refusal_log: RateLimit,
+}
+
+/// Refusals at accept logged per second at most.
+pub const REFUSALS_LOGGED_PER_SECOND: u32 = 20;
+
+/// At most N events a second; counts the rest.
+#[derive(Debug)]
+struct RateLimit {
+    per_second: u32,
+    state: Mutex<(std::time::Instant, u32, u64)>,
+}
+
+impl RateLimit {
+    fn new(per_second: u32) -> RateLimit {
+        RateLimit {
+            per_second,
+            state: Mutex::new((std::time::Instant::now(), 0, 0)),
+        }
+    }
+
+    /// `Some(n)`: go ahead, `n` events were dropped since the last one let
+    /// through; `None`: drop this one.
+    fn admit(&self) -> Option<u64> {
+        let mut state = self.state.lock();
+        let now = std::time::Instant::now();
+        if now.duration_since(state.0) >= std::time::Duration::from_secs(1) {
+            state.0 = now;
+            state.1 = 0;
+        }
+        if state.1 >= self.per_second {
+            state.2 += 1;
+            return None;
+        }
+        state.1 += 1;
+        Some(std::mem::take(&mut state.2))
+    }
 }
 
 impl std::fmt::Debug for Gateway {
@@ -198,7 +240,84 @@ impl Gateway {
                 config.limits.max_handles,
                 config.limits.max_handles_per_user,
             ),
+            guard: config.guard,
+            refusal_log: RateLimit::new(REFUSALS_LOGGED_PER_SECOND),
         }
+    }
+
+    /// The brute-force defence (for the metrics).
+    pub fn guard(&self) -> &Arc<Guard> {
+        &self.guard
+    }
+
+    /// A failed login or a protocol violation from this connection's
+    /// address: counted, and the ban it starts, if any, logged.
+    fn note_failure(&self, fields: &SessionFields, ip: std::net::IpAddr) {
+        if let Some(ban) = self.guard.failed(ip) {
+            let reason = format!(
+                "address banned for {}s after {} failed logins or protocol violations within {}s (ban {} in a row)",
+                ban.duration.as_secs(),
+                self.guard.config().ban_after_failures,
+                self.guard.config().ban_window.as_secs(),
+                ban.repeat
+            );
+            self.audit.record(
+                Activity::AuthFailure,
+                fields,
+                &Event {
+                    message: Some("address banned"),
+                    reason: Some(&reason),
+                    ..Event::default()
+                },
+            );
+        }
+    }
+
+    /// A connection refused at accept (banned address, too many connections
+    /// that have not logged in): an AUTH_FAILURE line with the reason. A
+    /// flood of refusals is logged at most [`REFUSALS_LOGGED_PER_SECOND`]
+    /// lines a second; the next line says how many were not (the metrics
+    /// count them all).
+    pub fn refused_at_accept(&self, protocol: Protocol, peer: std::net::SocketAddr, reason: &str) {
+        let Some(unlogged) = self.refusal_log.admit() else {
+            return;
+        };
+        let conn = ConnInfo {
+            session_id: format!("{:016x}", rand::random::<u64>()),
+            source_ip: peer.ip(),
+            protocol,
+            client: None,
+            secure_transport: false,
+        };
+        let message = if unlogged > 0 {
+            format!("connection refused at accept ({unlogged} more refusals were not logged)")
+        } else {
+            "connection refused at accept".to_owned()
+        };
+        self.audit.record(
+            Activity::AuthFailure,
+            &self.session_fields(&conn),
+            &Event {
+                message: Some(&message),
+                reason: Some(reason),
+                ..Event::default()
+            },
+        );
+    }
+
+    /// A client broke the protocol (malformed SFTP or FTP input): logged as
+    /// ERROR, and counted as a failure of its address (SPEC 8).
+    pub fn report_violation(&self, fields: &SessionFields, conn: &ConnInfo, reason: &str) {
+        self.audit.record(
+            Activity::Error,
+            fields,
+            &Event {
+                message: Some("protocol violation"),
+                reason: Some(reason),
+                ..Event::default()
+            },
+        );
+        self.note_failure(fields, conn.source_ip);
     }
 
     /// Buffer memory in use by every session, in bytes (for metrics).
@@ -260,6 +379,15 @@ impl Gateway {
         credential: Credential,
         method: &str,
     ) -> Result<Identity, Denial> {
+        // A password under attack from many addresses waits first (never
+        // refused for it: key logins and the right password still work).
+        let is_password = matches!(credential, Credential::Password(_));
+        if is_password {
+            let delay = self.guard.password_delay(username);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+        }
         let (_, result) = self.ask(conn, username, credential.clone()).await;
         if let Err(denial) = &result {
             let fingerprint = match &credential {
@@ -281,6 +409,12 @@ impl Gateway {
                     ..Event::default()
                 },
             );
+            // Passwords are what is guessed. A key a client merely offers
+            // and we do not know is no attack (agents offer several).
+            if is_password {
+                self.guard.password_failed(username);
+                self.note_failure(&failed, conn.source_ip);
+            }
         }
         result
     }

@@ -15,6 +15,7 @@ use russh::{Channel, ChannelId, ChannelWriteHalf, MethodKind, MethodSet, Preferr
 use tokio::io::{AsyncRead, AsyncWrite};
 use wharf_audit::{Activity, Event, SessionFields};
 use wharf_identity::{Credential, Identity, Password, Protocol, fingerprint};
+use wharf_listen::Admitted;
 use wharf_session::{ConnInfo, Gateway};
 
 use crate::dispatch::{self, Ended, Output};
@@ -295,8 +296,22 @@ impl SftpServer {
         })
     }
 
-    /// Serves one accepted connection until it ends.
-    pub async fn serve<S>(&self, stream: S, peer: SocketAddr)
+    /// Serves one connection from the accept loop until it ends: it must
+    /// log in within `login_grace_time`, or it is closed.
+    pub async fn serve(&self, accepted: wharf_listen::Accepted) {
+        let wharf_listen::Accepted {
+            stream,
+            peer,
+            admitted,
+            drain: _,
+        } = accepted;
+        let admitted = Arc::new(admitted);
+        self.serve_stream(wharf_listen::PromptAcks::new(stream), peer, admitted)
+            .await;
+    }
+
+    /// Serves one connection over any stream (tests).
+    pub async fn serve_stream<S>(&self, stream: S, peer: SocketAddr, admitted: Arc<Admitted>)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -324,19 +339,31 @@ impl SftpServer {
             sftp_channels: Arc::new(AtomicUsize::new(0)),
             negotiated,
             connected: false,
+            admitted: admitted.clone(),
         };
-        match russh::server::run_stream(self.ssh.clone(), stream, handler).await {
-            Ok(running) => {
-                // russh runs the session in a task of its own: when this
-                // future is dropped (shutdown after the grace period, or the
-                // listener's abort), the session must end with it, or its
-                // uploads would never be aborted.
-                let _abort = AbortOnDrop(running.abort_handle());
-                if let Err(error) = running.await {
-                    tracing::debug!(%peer, "ssh session ended: {error}");
+        let session = async {
+            match russh::server::run_stream(self.ssh.clone(), stream, handler).await {
+                Ok(running) => {
+                    // russh runs the session in a task of its own: when this
+                    // future is dropped (no login in time, shutdown after
+                    // the grace period, the listener's abort), the session
+                    // must end with it, or its uploads would never be
+                    // aborted.
+                    let _abort = AbortOnDrop(running.abort_handle());
+                    if let Err(error) = running.await {
+                        tracing::debug!(%peer, "ssh session ended: {error}");
+                    }
                 }
+                Err(error) => tracing::debug!(%peer, "ssh handshake failed: {error}"),
             }
-            Err(error) => tracing::debug!(%peer, "ssh handshake failed: {error}"),
+        };
+        // The deadline covers the SSH handshake too (a client that sends
+        // nothing at all).
+        tokio::select! {
+            () = session => {}
+            () = admitted.login_expired() => {
+                tracing::info!(%peer, "no login within login_grace_time; closing");
+            }
         }
     }
 }
@@ -376,6 +403,9 @@ struct Connection {
     sftp_channels: Arc<AtomicUsize>,
     negotiated: Arc<OnceLock<Negotiated>>,
     connected: bool,
+    /// The connection's admission: it stops counting as "not logged in"
+    /// at login.
+    admitted: Arc<Admitted>,
 }
 
 impl Connection {
@@ -525,6 +555,7 @@ impl russh::server::Handler for Connection {
     }
 
     async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
+        self.admitted.logged_in();
         let client = String::from_utf8_lossy(session.remote_sshid())
             .trim()
             .to_owned();
@@ -585,6 +616,7 @@ impl russh::server::Handler for Connection {
         let input = ChannelInput::new(pipe, write.clone(), CHANNEL_WINDOW);
         let counter = self.sftp_channels.clone();
         counter.fetch_add(1, Ordering::Relaxed);
+        let (gateway, conn) = (self.gateway.clone(), self.conn.clone());
         tokio::spawn(async move {
             let owner = user_session.identity.username.clone();
             let ended = dispatch::run(
@@ -596,15 +628,12 @@ impl russh::server::Handler for Connection {
             )
             .await;
             if let Ended::Protocol(reason) = &ended {
+                // Logged as ERROR and counted against the address (SPEC 8).
                 let audit = user_session.fs.audit();
-                audit.log.record(
-                    Activity::Error,
+                gateway.report_violation(
                     &audit.session,
-                    &Event {
-                        message: Some("SFTP protocol error; channel closed"),
-                        reason: Some(reason),
-                        ..Event::default()
-                    },
+                    &conn,
+                    &format!("SFTP protocol error, channel closed: {reason}"),
                 );
             }
             // scp in SFTP mode takes the subsystem's exit status as its own.

@@ -50,7 +50,7 @@ pub struct ServerConfig {
     pub ban_after_failures: u32,
     pub ban_window: Duration,
     pub ban_time: Duration,
-    pub ban_exempt: Vec<String>,
+    pub ban_exempt: Vec<ipnet::IpNet>,
     pub shutdown_grace: Duration,
     pub admin_listen: Option<SocketAddr>,
 }
@@ -636,14 +636,28 @@ fn convert(
                 .to_owned(),
         );
     }
-    // The brute-force defence (SPEC section 8) is not built yet: its keys
-    // are refused when given, never silently ignored.
-    for key in ["ban_after_failures", "ban_window", "ban_time", "ban_exempt"] {
-        if server_table.contains_key(key) {
-            errors.push(format!(
-                "server.{key}: the brute-force defence is not available in this build yet"
-            ));
-        }
+    let ban_exempt: Vec<ipnet::IpNet> = ban_exempt
+        .iter()
+        .enumerate()
+        .filter_map(|(i, text)| {
+            // A bare address is its own /32 or /128.
+            let parsed = text.parse::<ipnet::IpNet>().or_else(|_| {
+                text.parse::<std::net::IpAddr>()
+                    .map(ipnet::IpNet::from)
+            });
+            match parsed {
+                Ok(net) => Some(net),
+                Err(_) => {
+                    errors.push(format!(
+                        "server.ban_exempt[{i}]: {text:?} is not an address or a CIDR like 10.0.0.0/8"
+                    ));
+                    None
+                }
+            }
+        })
+        .collect();
+    if ban_window.is_zero() || ban_time.is_zero() {
+        errors.push("server.ban_window, server.ban_time: must be more than 0s".to_owned());
     }
     if admin_listen.is_some() {
         errors.push(
@@ -1090,20 +1104,12 @@ mod tests {
                 "identity_provider.type: \"ldap\" is part of the contract",
             ),
             (
-                "[server]\nban_after_failures = 30\n",
-                "server.ban_after_failures: the brute-force defence is not available",
+                "[server]\nban_after_failures = 5\n",
+                "server.ban_after_failures:",
             ),
             (
-                "[server]\nban_window = \"5m\"\n",
-                "server.ban_window: the brute-force defence",
-            ),
-            (
-                "[server]\nban_time = \"15m\"\n",
-                "server.ban_time: the brute-force defence",
-            ),
-            (
-                "[server]\nban_exempt = [\"10.0.0.0/8\"]\n",
-                "server.ban_exempt: the brute-force defence",
+                "[server]\nban_exempt = [\"10.0.0.0/33\"]\n",
+                "server.ban_exempt[0]: \"10.0.0.0/33\" is not an address or a CIDR",
             ),
             (
                 "[identity_provider]\ndatabase = \"postgres://db/wharf\"\n",
@@ -1119,14 +1125,16 @@ mod tests {
     }
 
     #[test]
-    fn ban_keys_are_refused_only_when_given() {
+    fn ban_keys_are_read() {
         let base = "[storage.a]\nkind = \"filesystem\"\nroot = \"a\"\n";
-        assert!(load_text(base, &[]).is_ok());
-        let errors = load_text(base, &[("WHARF__SERVER__BAN_TIME", "1h")]).unwrap_err();
-        assert_eq!(
-            errors,
-            ["server.ban_time: the brute-force defence is not available in this build yet"]
-        );
+        let config = load_text(
+            &format!("[server]\nban_exempt = [\"10.0.0.0/8\", \"192.0.2.7\"]\n{base}"),
+            &[("WHARF__SERVER__BAN_TIME", "1h")],
+        )
+        .unwrap();
+        assert_eq!(config.server.ban_time, Duration::from_secs(3600));
+        assert_eq!(config.server.ban_after_failures, 20);
+        assert_eq!(config.server.ban_exempt.len(), 2);
     }
 
     #[test]

@@ -8,8 +8,10 @@ use tokio::net::TcpListener;
 use wharf_audit::AuditLog;
 use wharf_ftp::FtpServer;
 use wharf_identity::Password;
+use wharf_identity::Protocol;
 use wharf_identity::service_managed::{NewUser, UserStore};
 use wharf_listen::Shutdown;
+use wharf_session::Gateway;
 use wharf_sftp::SftpServer;
 
 use crate::config::Config;
@@ -81,6 +83,7 @@ async fn ensure_demo_user(
 async fn spawn_ftp(
     listeners: &mut tokio::task::JoinSet<()>,
     shutdown: &Shutdown,
+    gateway: &Arc<Gateway>,
     server: FtpServer,
     listen: std::net::SocketAddr,
     name: &str,
@@ -95,16 +98,40 @@ async fn spawn_ftp(
         .local_addr()
         .map_err(|e| Failure::Internal(e.to_string()))?;
     eprintln!("wharf: {name} listening on {address}");
+    let protocol = if server.is_ftps() {
+        Protocol::Ftps
+    } else {
+        Protocol::Ftp
+    };
     listeners.spawn(wharf_listen::serve(
         listener,
-        max_connections(),
+        admission(gateway),
         shutdown.clone(),
-        move |stream, peer| {
+        refusals(gateway, protocol),
+        move |accepted| {
             let server = server.clone();
-            async move { server.serve_connection(stream, peer).await }
+            async move { server.serve_connection(accepted).await }
         },
     ));
     Ok(address)
+}
+
+/// How every listener admits connections: its share of the connections,
+/// and the process's guard (bans, connections not logged in).
+fn admission(gateway: &Arc<Gateway>) -> wharf_listen::Admission {
+    wharf_listen::Admission {
+        max_connections: max_connections(),
+        guard: gateway.guard().clone(),
+    }
+}
+
+/// Logs the connections a listener refuses at accept.
+fn refusals(
+    gateway: &Arc<Gateway>,
+    protocol: Protocol,
+) -> impl Fn(std::net::SocketAddr, &wharf_listen::Refusal) + Send + Sync + 'static {
+    let gateway = gateway.clone();
+    move |peer, refusal| gateway.refused_at_accept(protocol, peer, &refusal.to_string())
 }
 
 async fn signal() -> &'static str {
@@ -155,15 +182,12 @@ pub async fn serve(config: Config) -> CommandResult {
         sftp_address = Some(address);
         listeners.spawn(wharf_listen::serve(
             listener,
-            max_connections(),
+            admission(&gateway),
             shutdown.clone(),
-            move |stream, peer| {
+            refusals(&gateway, Protocol::Sftp),
+            move |accepted| {
                 let server = server.clone();
-                async move {
-                    server
-                        .serve(wharf_listen::PromptAcks::new(stream), peer)
-                        .await
-                }
+                async move { server.serve(accepted).await }
             },
         ));
     }
@@ -171,8 +195,17 @@ pub async fn serve(config: Config) -> CommandResult {
     if let Some(ftps) = plan.ftps {
         ftps.realize()?;
         let server = FtpServer::with_settings(ftps.settings, gateway.clone());
-        ftps_address =
-            Some(spawn_ftp(&mut listeners, &shutdown, server, ftps.listen, "FTPS").await?);
+        ftps_address = Some(
+            spawn_ftp(
+                &mut listeners,
+                &shutdown,
+                &gateway,
+                server,
+                ftps.listen,
+                "FTPS",
+            )
+            .await?,
+        );
     }
     if let Some(ftp) = plan.ftp {
         eprintln!(
@@ -181,7 +214,15 @@ pub async fn serve(config: Config) -> CommandResult {
         );
         ftp.realize()?;
         let server = FtpServer::with_settings(ftp.settings, gateway.clone());
-        spawn_ftp(&mut listeners, &shutdown, server, ftp.listen, "FTP").await?;
+        spawn_ftp(
+            &mut listeners,
+            &shutdown,
+            &gateway,
+            server,
+            ftp.listen,
+            "FTP",
+        )
+        .await?;
     }
     if config.is_embedded()
         && let Some(users) = &users

@@ -99,6 +99,7 @@ pub struct GatewayPlan {
     /// The generated server id, to keep in `data_dir`.
     server_id_file: Option<Pending>,
     limits: wharf_session::Limits,
+    guard: Arc<wharf_listen::Guard>,
 }
 
 /// SFTP as `serve` will run it.
@@ -421,6 +422,13 @@ impl GatewayPlan {
                 max_handles_per_user: config.server.max_handles_per_user,
                 max_handles: crate::limits::max_handles(),
             },
+            guard: Arc::new(wharf_listen::Guard::new(wharf_listen::GuardConfig {
+                ban_after_failures: config.server.ban_after_failures,
+                ban_window: config.server.ban_window,
+                ban_time: config.server.ban_time,
+                ban_exempt: config.server.ban_exempt.clone(),
+                login_grace_time: config.server.login_grace_time,
+            })),
         })
     }
 
@@ -480,6 +488,7 @@ impl GatewayPlan {
             bucket_policies: self.bucket_policies,
             audit,
             limits: self.limits,
+            guard: self.guard,
         });
         Ok((Arc::new(gateway), users))
     }

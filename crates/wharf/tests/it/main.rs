@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli;
+mod defences;
 mod ftps;
 mod hostile;
 mod idp;

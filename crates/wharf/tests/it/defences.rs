@@ -1,0 +1,167 @@
+//! The defences of an internet-facing server (SPEC section 8): bans at
+//! accept, the password-spray delay, connections that never log in, FTP
+//! transfers that stall.
+
+use std::time::{Duration, Instant};
+
+use crate::*;
+
+fn defences(args: &[&str]) -> std::process::Output {
+    wharf_test_support::wharf::python(&py("defences.py"), args)
+}
+
+/// alice and bob; plain FTP and SFTP; `server` keys added to `[server]`.
+fn server(server: &str) -> Wharf {
+    let ports = wharf_test_support::tools::free_port_range(20);
+    let wharf = prepare(&format!(
+        "[protocols.ftp]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"{ports}\"\n"
+    ));
+    let config = std::fs::read_to_string(wharf.config_path())
+        .unwrap()
+        .replace("[server]\n", &format!("[server]\n{server}\n"));
+    std::fs::write(wharf.config_path(), config).unwrap();
+    for user in ["alice", "bob"] {
+        wharf.add_user(
+            user,
+            Some(&format!("{user}-pw")),
+            &["--home-directory-mapping", &format!("/=/default/{user}")],
+        );
+    }
+    wharf.start()
+}
+
+fn ftp_port(wharf: &Wharf) -> String {
+    wharf.ftp.unwrap().port().to_string()
+}
+
+#[test]
+fn repeated_failed_logins_ban_the_address_at_accept() {
+    let wharf = server("ban_exempt = [\"127.0.0.3\"]");
+    let port = ftp_port(&wharf);
+    // The 21st connection after 20 wrong passwords is refused before the
+    // greeting.
+    let out = defences(&["ftp-guess", &port, "alice", "60", "127.0.0.1"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("refused-at 21 "), "{text}{}", stderr(&out));
+    eprintln!("the 21st bad password from one address: {}", text.trim());
+    // The right password does not help a banned address; another address
+    // is not affected, nor is SFTP spared for the banned one.
+    let login = |bind: &str| {
+        stdout(&defences(&["ftp-login", &port, "alice", "alice-pw", bind]))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(login("127.0.0.1"), "refused");
+    assert_eq!(login("127.0.0.2"), "ok");
+    let sftp = wharf.sftp_port().to_string();
+    let out = defences(&["waits-for-close", &sftp, "127.0.0.1", "10"]);
+    assert!(
+        stdout(&out).starts_with("closed-after 0."),
+        "{}",
+        stdout(&out)
+    );
+    // An exempt address is never banned.
+    let out = defences(&["ftp-guess", &port, "*", "40", "127.0.0.3"]);
+    assert_eq!(stdout(&out).trim(), "never-refused");
+    // Logged: the ban, and the refusals at accept.
+    let ban = wharf.wait_for_log("the ban", |l| l["message"] == "address banned");
+    assert_eq!(ban["source-ip"], "127.0.0.1");
+    assert!(
+        ban["reason"].as_str().unwrap().contains("banned for 900s"),
+        "{ban}"
+    );
+    let refused = wharf.wait_for_log("a refusal", |l| {
+        l["activity-type"] == "AUTH_FAILURE"
+            && l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("connection refused at accept"))
+    });
+    assert!(
+        refused["reason"].as_str().unwrap().contains("banned"),
+        "{refused}"
+    );
+}
+
+#[test]
+fn a_sprayed_password_is_slowed_never_locked_out() {
+    // The attacker's addresses are exempt from bans: only the per-user
+    // defence acts.
+    let wharf = server("ban_exempt = [\"127.0.0.0/24\"]");
+    let port = ftp_port(&wharf);
+    let out = defences(&["ftp-guess", &port, "alice", "22", "127.0.0.5"]);
+    assert_eq!(stdout(&out).trim(), "never-refused");
+    let timed = |user: &str, password: &str| {
+        let start = Instant::now();
+        let out = defences(&["ftp-login", &port, user, password, "127.0.0.6"]);
+        (stdout(&out).trim().to_owned(), start.elapsed())
+    };
+    let (outcome, took) = timed("alice", "alice-pw");
+    assert_eq!(outcome, "ok", "alice is locked out");
+    assert!(took >= Duration::from_millis(250), "no delay: {took:?}");
+    let (outcome, _) = timed("bob", "bob-pw");
+    assert_eq!(outcome, "ok");
+}
+
+#[test]
+fn connections_that_never_log_in_are_closed_and_capped_per_address() {
+    let wharf = server("login_grace_time = \"2s\"");
+    for port in [wharf.sftp_port().to_string(), ftp_port(&wharf)] {
+        let out = defences(&["waits-for-close", &port, "127.0.0.1", "20"]);
+        let text = stdout(&out);
+        let seconds: f64 = text
+            .strip_prefix("closed-after ")
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!((1.5..15.0).contains(&seconds), "{text}");
+    }
+}
+
+#[test]
+fn silent_connections_from_one_address_do_not_lock_others_out() {
+    let wharf = server("");
+    let sftp = wharf.sftp_port().to_string();
+    let mut child = std::process::Command::new(wharf_test_support::tools::venv_python())
+        .arg(py("defences.py"))
+        .args(["silent", &sftp, "40", "127.0.0.2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, Write};
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert_eq!(
+        first,
+        format!(
+            "open {} closed-at-once {}",
+            wharf_listen::MAX_PENDING_PER_ADDRESS,
+            40 - wharf_listen::MAX_PENDING_PER_ADDRESS
+        )
+    );
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "login {sftp} alice alice-pw").unwrap();
+    let login = lines.next().unwrap().unwrap();
+    assert!(login.starts_with("login-ms "), "{login}");
+    eprintln!("a login while 32 silent connections are held: {login}");
+    drop(input);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn an_ftp_transfer_that_moves_nothing_is_aborted_after_idle_timeout() {
+    let wharf = server("idle_timeout = \"3s\"");
+    let port = ftp_port(&wharf);
+    std::fs::create_dir_all(wharf.path("files/alice")).unwrap();
+    std::fs::write(wharf.path("files/alice/big.bin"), vec![1u8; 32 << 20]).unwrap();
+    for command in ["STOR stalled.bin", "RETR big.bin"] {
+        let out = defences(&["ftp-stalled", &port, "alice", "alice-pw", command]);
+        let text = stdout(&out);
+        assert!(
+            text.starts_with("426 "),
+            "{command}: {text}{}",
+            stderr(&out)
+        );
+    }
+    assert!(!wharf.path("files/alice/stalled.bin").exists());
+    assert_eq!(wharf.activities("PARTIAL_CLOSE").len(), 2);
+}
