@@ -12,6 +12,9 @@
 use std::io::Write;
 use std::sync::Arc;
 
+mod metrics;
+pub use metrics::Metrics;
+
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -101,6 +104,8 @@ struct Line<'a> {
 #[derive(Clone)]
 pub struct AuditLog {
     sink: Arc<Mutex<Box<dyn Write + Send>>>,
+    /// Counters of every line written (`/metrics`).
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -119,7 +124,13 @@ impl AuditLog {
     pub fn to_writer(writer: Box<dyn Write + Send>) -> Self {
         AuditLog {
             sink: Arc::new(Mutex::new(writer)),
+            metrics: Arc::new(Metrics::default()),
         }
+    }
+
+    /// The counters of the lines written so far.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Lines are dropped (for commands that are not servers).
@@ -130,6 +141,7 @@ impl AuditLog {
     /// Writes one line. A failing sink is reported on stderr once per line and
     /// never fails the operation being logged.
     pub fn record(&self, activity: Activity, session: &SessionFields, event: &Event<'_>) {
+        self.metrics.count(activity, session, event);
         let line = Line {
             timestamp: now_rfc3339(),
             activity,

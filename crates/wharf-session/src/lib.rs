@@ -434,7 +434,16 @@ impl Gateway {
             source_ip: conn.source_ip,
             server_id: self.server_id.clone(),
         };
-        wharf_identity::authenticate(self.provider.as_ref(), &request, &self.validation).await
+        let started = std::time::Instant::now();
+        let (answer, result) =
+            wharf_identity::authenticate(self.provider.as_ref(), &request, &self.validation).await;
+        if let Some(answer) = &answer {
+            // A denial is an answer; a timeout or a 5xx is not.
+            self.audit
+                .metrics()
+                .observe_provider(started.elapsed(), answer.status_code < 500);
+        }
+        (answer, result)
     }
 
     /// What a user's session would be, asked as a key login would ask

@@ -581,7 +581,7 @@ impl UserFs {
         );
         Ok(FileReader {
             reader,
-            _handle: handle,
+            handle: parking_lot::Mutex::new(Some(handle)),
             fs: self.clone(),
             log_path,
             opened: Instant::now(),
@@ -1131,7 +1131,9 @@ impl DirListing {
 /// A file open for reading.
 pub struct FileReader {
     reader: Box<dyn Reader>,
-    _handle: Taken,
+    /// Its unit of the handle quota, given back at close (reads still in
+    /// flight on other clones may finish).
+    handle: parking_lot::Mutex<Option<Taken>>,
     fs: UserFs,
     log_path: String,
     opened: Instant,
@@ -1168,6 +1170,7 @@ impl FileReader {
     /// Closes the file and logs `CLOSE`. Reads still in flight on other
     /// clones of an `Arc<FileReader>` may finish.
     pub fn close(&self) {
+        self.handle.lock().take();
         self.finish_log(Activity::Close);
     }
 

@@ -659,12 +659,6 @@ fn convert(
     if ban_window.is_zero() || ban_time.is_zero() {
         errors.push("server.ban_window, server.ban_time: must be more than 0s".to_owned());
     }
-    if admin_listen.is_some() {
-        errors.push(
-            "server.admin_listen: the metrics endpoint is not available in this build yet"
-                .to_owned(),
-        );
-    }
     s.finish(errors);
     let server = ServerConfig {
         server_id,
@@ -1094,10 +1088,6 @@ mod tests {
             (
                 "[server]\nproxy_protocol = true\n",
                 "server.proxy_protocol: PROXY protocol support is not available",
-            ),
-            (
-                "[server]\nadmin_listen = \"127.0.0.1:9090\"\n",
-                "server.admin_listen: the metrics endpoint",
             ),
             (
                 "[identity_provider]\ntype = \"ldap\"\n",

@@ -4,6 +4,7 @@
 //! that depends on every other crate. Protocol details stay in the
 //! front-end crates.
 
+mod admin;
 mod config;
 mod hostkeys;
 mod limits;

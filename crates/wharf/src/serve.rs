@@ -229,6 +229,20 @@ pub async fn serve(config: Config) -> CommandResult {
     {
         ensure_demo_user(users, sftp_address, ftps_address).await?;
     }
+    let admin_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(address) = config.server.admin_listen {
+        let listener = crate::admin::bind(address).await?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        eprintln!("wharf: admin listening on {bound}");
+        tokio::spawn(crate::admin::serve(
+            listener,
+            gateway.clone(),
+            shutdown.stop_accepting.clone(),
+            admin_stop.clone(),
+        ));
+    }
     eprintln!("wharf: ready");
     let received = signal().await;
     eprintln!(
@@ -253,6 +267,7 @@ pub async fn serve(config: Config) -> CommandResult {
             "wharf: warning: the stores' cleanup of unfinished uploads did not finish within {STORE_QUIESCE:?}"
         );
     }
+    admin_stop.cancel();
     eprintln!("wharf: stopped");
     Ok(())
 }

@@ -468,7 +468,7 @@ url = "http://127.0.0.1:9001/2015-03-31/functions/function/invocations"
             "storage.reports.endpoint:",
         ),
         (
-            "[server]\nban_after_failures = 30\n".to_owned(),
+            "[server]\nban_after_failures = 5\n".to_owned(),
             "server.ban_after_failures:",
         ),
         (

@@ -39,9 +39,16 @@ fn concurrent_requests_on_one_session() {
 fn malformed_packets_close_only_their_channel() {
     let wharf = with_alice("");
     run(&wharf, &["malformed"]);
-    wharf.wait_for_log("protocol ERROR", |l| {
-        l["activity-type"] == "ERROR" && l["message"] == "SFTP protocol error; channel closed"
+    let error = wharf.wait_for_log("protocol ERROR", |l| {
+        l["activity-type"] == "ERROR" && l["message"] == "protocol violation"
     });
+    assert!(
+        error["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("SFTP protocol error, channel closed:"),
+        "{error}"
+    );
 }
 
 #[test]
