@@ -84,6 +84,8 @@ pub struct Attrs {
 /// A client request. Paths are raw strings; the dispatcher normalises them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
+    /// A well-formed request whose path is not UTF-8.
+    NotUtf8,
     Open {
         path: String,
         flags: u32,
@@ -198,9 +200,13 @@ fn get_bytes(buf: &mut Bytes) -> Result<Bytes> {
     Ok(buf.split_to(len))
 }
 
+/// The decode error of a path that is not UTF-8: the packet is well formed,
+/// so the request is answered with an error instead of closing the channel.
+const NOT_UTF8: &str = "a path is not valid UTF-8";
+
 fn get_string(buf: &mut Bytes) -> Result<String> {
     let bytes = get_bytes(buf)?;
-    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError("a path is not valid UTF-8"))
+    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError(NOT_UTF8))
 }
 
 fn get_attrs(buf: &mut Bytes) -> Result<Attrs> {
@@ -235,7 +241,16 @@ pub fn decode_request(mut packet: Bytes) -> Result<(u32, Request)> {
     need(&packet, 5)?;
     let kind = packet.get_u8();
     let id = packet.get_u32();
-    let buf = &mut packet;
+    match decode_body(kind, &mut packet) {
+        Ok(request) => Ok((id, request)),
+        // A name in another encoding (an old client's Latin-1) is this
+        // request's problem, not the session's.
+        Err(DecodeError(NOT_UTF8)) => Ok((id, Request::NotUtf8)),
+        Err(error) => Err(error),
+    }
+}
+
+fn decode_body(kind: u8, buf: &mut Bytes) -> Result<Request> {
     let request = match kind {
         SSH_FXP_OPEN => Request::Open {
             path: get_string(buf)?,
@@ -321,7 +336,7 @@ pub fn decode_request(mut packet: Bytes) -> Result<(u32, Request)> {
         }
         other => Request::Unknown { kind: other },
     };
-    Ok((id, request))
+    Ok(request)
 }
 
 /// Decodes INIT: the client's version.
@@ -552,11 +567,15 @@ mod tests {
                 b.put_u32(ATTR_EXTENDED);
                 b.put_u32(u32::MAX);
             }),
-            packet(SSH_FXP_STAT, 1, |b| put_str(b, &[0xff, 0xfe])),
         ];
         for case in cases {
             assert!(decode_request(case.clone()).is_err(), "{case:?}");
         }
+        // A path in another encoding is answered, not fatal.
+        assert_eq!(
+            decode_request(packet(SSH_FXP_STAT, 7, |b| put_str(b, &[0xff, 0xfe]))).unwrap(),
+            (7, Request::NotUtf8)
+        );
     }
 
     #[test]

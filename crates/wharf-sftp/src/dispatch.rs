@@ -758,6 +758,11 @@ async fn serve(shared: &Arc<Shared>, id: u32, request: Request, permit: Taken) {
                 StatusCode::OpUnsupported,
                 &format!("request type {kind} is not supported"),
             ))),
+            Request::NotUtf8 => Ok(Some(codec::status(
+                id,
+                StatusCode::BadMessage,
+                "file names must be UTF-8",
+            ))),
             // Routed in `dispatch`.
             Request::Read { .. } | Request::Write { .. } | Request::Close { .. } => Ok(Some(
                 codec::status(id, StatusCode::Failure, "internal routing error"),

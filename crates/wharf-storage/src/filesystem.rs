@@ -213,6 +213,14 @@ impl Fs {
     /// `create`, a missing anchor directory is created (a mapping target that
     /// does not exist yet is created by the first write).
     fn resolve(&self, key: &Key, create: bool) -> Result<Option<Resolved>> {
+        // Uploads in progress may carry these names: no client may name one
+        // (to read, write or remove it), so they never show either.
+        if key.as_str().split('/').any(|s| s.starts_with(TEMP_PREFIX)) {
+            return Err(Error::new(
+                ErrorKind::InvalidKey,
+                format!("names beginning {TEMP_PREFIX} are reserved"),
+            ));
+        }
         let anchor = key.anchor();
         if anchor.is_empty() {
             let base = rustix::io::dup(self.root.as_fd()).map_err(|e| errno(e, "dup"))?;

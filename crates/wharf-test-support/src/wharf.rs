@@ -25,23 +25,37 @@ fn keys_dir() -> PathBuf {
 
 /// An ed25519 key pair made by `ssh-keygen` once and reused: `(private key
 /// path, public key line)`.
+///
+/// nextest runs every test in its own process, so several processes may ask
+/// for the same key at once: each makes its pair in a directory of its own
+/// and renames that directory into place, which succeeds for one of them;
+/// the others remove theirs and use the winner's. A reader therefore never
+/// sees half a key or a private key paired with another process's public key.
 pub fn ssh_key(name: &str) -> (PathBuf, String) {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let private = keys_dir().join(name);
-    let public = keys_dir().join(format!("{name}.pub"));
-    if !private.exists() || !public.exists() {
-        let _ = std::fs::remove_file(&private);
-        let _ = std::fs::remove_file(&public);
+    let home = keys_dir().join(format!("{name}.d"));
+    let private = home.join(name);
+    let public = home.join(format!("{name}.pub"));
+    if !public.exists() {
+        let scratch = keys_dir().join(format!(".{name}.{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&scratch);
+        std::fs::create_dir_all(&scratch)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", scratch.display()));
         let status = Command::new(require("ssh-keygen"))
             .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
-            .arg(&private)
+            .arg(scratch.join(name))
+            .stdin(std::process::Stdio::null())
             .status()
             .unwrap_or_else(|e| panic!("ssh-keygen: {e}"));
         assert!(status.success(), "ssh-keygen failed");
+        if std::fs::rename(&scratch, &home).is_err() {
+            // Another process won the race; its pair is complete.
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
     }
     let line = std::fs::read_to_string(&public)
-        .unwrap_or_default()
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", public.display()))
         .trim()
         .to_owned();
     (private, line)

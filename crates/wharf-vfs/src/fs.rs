@@ -505,7 +505,7 @@ impl UserFs {
     }
 
     async fn file_mount_meta(&self, mount: &Mount) -> Option<Metadata> {
-        let key = Key::anchored(&mount.prefix, "").ok()?;
+        let key = crate::namespace::file_key(&mount.prefix).ok()?;
         self.inner
             .authorizer
             .authorize(&AccessRequest {

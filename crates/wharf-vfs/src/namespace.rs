@@ -92,6 +92,15 @@ fn inside(key: &str, prefix: &str) -> Option<usize> {
     }
 }
 
+/// The key of a FILE mapping's object, anchored at its directory (a store
+/// anchors keys at directories: a filesystem opens the anchor as one).
+pub fn file_key(prefix: &str) -> Result<Key, wharf_storage::Error> {
+    match prefix.rsplit_once('/') {
+        Some((dir, name)) => Key::anchored(dir, name),
+        None => Key::anchored("", prefix),
+    }
+}
+
 /// The mounts of one session.
 #[derive(Debug, Clone)]
 pub struct Namespace {
@@ -123,8 +132,15 @@ impl Namespace {
             let Some(rest) = path.strip_prefix(&mount.entry) else {
                 continue;
             };
-            if mount.kind == MountKind::File && !rest.is_empty() {
-                return Ok(Resolved::Unmapped);
+            if mount.kind == MountKind::File {
+                if !rest.is_empty() {
+                    return Ok(Resolved::Unmapped);
+                }
+                return Ok(Resolved::Object {
+                    mount,
+                    key: file_key(&mount.prefix).map_err(|e| KeyError(e.message))?,
+                    is_mount_point: true,
+                });
             }
             let full = join_key(&mount.prefix, rest);
             let (anchor, below) = match &mount.inner_anchor {
@@ -278,7 +294,7 @@ mod tests {
         check(&ns, "/reportsx", "default:home/alice|reportsx");
         check(&ns, "/shared", "default:home/alice|shared");
         check(&ns, "/shared/team/x", "shared:|x");
-        check(&ns, "/readme.txt", "pub:docs/readme.txt|");
+        check(&ns, "/readme.txt", "pub:docs|readme.txt");
         check(&ns, "/readme.txt/x", "unmapped");
         check(&ns, "/deep/a/b/c", "default:deep|c");
     }

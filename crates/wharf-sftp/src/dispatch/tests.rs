@@ -388,3 +388,16 @@ async fn a_client_that_never_reads_is_held_back_and_freed_when_it_leaves() {
         .unwrap();
     assert_eq!(ended, Ended::Eof);
 }
+
+#[tokio::test]
+async fn a_path_that_is_not_utf8_gets_an_error_and_the_session_goes_on() {
+    let mut h = Harness::start().await;
+    h.send(request(SSH_FXP_STAT, 3, |b| {
+        put_str(b, &[b'/', 0xff, 0xfe])
+    }))
+    .await;
+    assert_eq!(h.status().await, (3, StatusCode::BadMessage as u32));
+    h.send(request(SSH_FXP_REALPATH, 4, |b| put_str(b, b".")))
+        .await;
+    assert_eq!(h.reply().await[0], SSH_FXP_NAME);
+}

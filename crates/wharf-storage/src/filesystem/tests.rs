@@ -223,3 +223,28 @@ async fn many_small_sequential_writes_land_in_order() {
         expected
     );
 }
+
+#[tokio::test]
+async fn the_names_of_uploads_in_progress_are_reserved() {
+    let (_dir, store) = store();
+    let reserved = key("", ".wharf-upload-0123456789abcdef");
+    let inside = key("", "a/.wharf-upload-x/b");
+    for k in [&reserved, &inside] {
+        assert_eq!(
+            store.open_write(k).await.err().unwrap().kind,
+            ErrorKind::InvalidKey
+        );
+        assert_eq!(
+            store.open_read(k).await.err().unwrap().kind,
+            ErrorKind::InvalidKey
+        );
+        assert_eq!(store.head(k).await.unwrap_err().kind, ErrorKind::InvalidKey);
+        assert_eq!(
+            store.create_dir(k).await.unwrap_err().kind,
+            ErrorKind::InvalidKey
+        );
+    }
+    // Names that only contain the prefix elsewhere are fine.
+    write(&store, &key("", "my.wharf-upload-notes"), b"x").await;
+    assert_eq!(names(&store, &key("", "")).await, ["my.wharf-upload-notes"]);
+}

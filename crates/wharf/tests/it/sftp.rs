@@ -462,3 +462,43 @@ fn banner_and_graceful_stop() {
     let status = wharf.stop();
     assert!(status.success(), "{status:?}");
 }
+
+/// A LOGICAL home with a FILE entry on a filesystem store: the file is
+/// listed and can be read (it was hidden and unreadable).
+#[test]
+fn a_file_mapping_on_a_filesystem_store_is_listed_and_readable() {
+    let wharf = prepare("");
+    let answer = wharf.path("answer.sh");
+    std::fs::write(
+        &answer,
+        r#"cat > /dev/null
+printf '%s' '{"HomeDirectoryType": "LOGICAL", "HomeDirectoryDetails": "[{\"Entry\": \"/\", \"Target\": \"/default/alice\"}, {\"Entry\": \"/readme.txt\", \"Target\": \"/default/docs/readme.txt\", \"Type\": \"FILE\"}]"}'
+"#,
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
+    std::fs::write(
+        wharf.config_path(),
+        format!(
+            "{config}\n[identity_provider]\ntype = \"command\"\ncommand = [\"/bin/sh\", \"{}\"]\n",
+            answer.display()
+        ),
+    )
+    .unwrap();
+    let wharf = wharf.start();
+    std::fs::create_dir_all(wharf.path("files/docs")).unwrap();
+    std::fs::create_dir_all(wharf.path("files/alice")).unwrap();
+    std::fs::write(wharf.path("files/docs/readme.txt"), b"read me").unwrap();
+    let dir = wharf.dir.path();
+    let out = sftp_batch(
+        wharf.sftp_port(),
+        "alice",
+        &Login::Password("any".into()),
+        "ls -1\nget readme.txt back.txt\n",
+        dir,
+        &[],
+    );
+    assert_ok(&out);
+    assert!(stdout(&out).contains("readme.txt"), "{}", stdout(&out));
+    assert_eq!(std::fs::read(dir.join("back.txt")).unwrap(), b"read me");
+}
