@@ -12,6 +12,7 @@
 //! semantics; the caller passes what validation needs in a
 //! [`ValidationContext`].
 
+pub mod hashing;
 mod password;
 pub mod providers;
 mod response;

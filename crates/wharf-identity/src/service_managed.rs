@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,10 +15,11 @@ use serde_json::{Value, json};
 use sqlx::Row;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
 
+use crate::hashing::{HashQueue, Verdict};
 use crate::password::dummy_hash;
 use crate::{
     Answer, Credential, IdentityProvider, LoginRequest, PublicKey, check_username, fingerprint,
-    hash_password, verify_password,
+    hash_password,
 };
 
 /// A user store error, with a message for the operator.
@@ -361,16 +363,38 @@ impl UserStore {
     }
 }
 
+/// The status of a login refused because password checks are saturated
+/// (not checked, so not a failed guess).
+pub const BUSY: u16 = 429;
+
 /// The `service_managed` identity provider over a [`UserStore`].
 #[derive(Debug, Clone)]
 pub struct ServiceManaged {
     users: UserStore,
     timeout: Duration,
+    hashing: Arc<HashQueue>,
 }
 
 impl ServiceManaged {
+    /// Password checks run in a [`HashQueue`] sized to this machine.
     pub fn new(users: UserStore, timeout: Duration) -> ServiceManaged {
-        ServiceManaged { users, timeout }
+        ServiceManaged::with_hash_queue(users, timeout, HashQueue::for_this_machine())
+    }
+
+    pub fn with_hash_queue(
+        users: UserStore,
+        timeout: Duration,
+        hashing: Arc<HashQueue>,
+    ) -> ServiceManaged {
+        ServiceManaged {
+            users,
+            timeout,
+            hashing,
+        }
+    }
+
+    pub fn hash_queue(&self) -> &Arc<HashQueue> {
+        &self.hashing
     }
 
     pub fn users(&self) -> &UserStore {
@@ -378,11 +402,13 @@ impl ServiceManaged {
     }
 }
 
-async fn verify_blocking(password: &str, hash: &str) -> bool {
-    let (password, hash) = (password.to_owned(), hash.to_owned());
-    tokio::task::spawn_blocking(move || verify_password(&password, &hash))
-        .await
-        .unwrap_or(false)
+/// What a busy verification queue answers: the password was not checked,
+/// which is not a wrong password ([`BUSY`] does not count towards a ban).
+fn busy() -> Answer {
+    Answer::denied(
+        BUSY,
+        "password verification is saturated (too many concurrent password checks)",
+    )
 }
 
 #[async_trait]
@@ -400,10 +426,18 @@ impl IdentityProvider for ServiceManaged {
             Ok(found) => found,
             Err(error) => return Answer::denied(500, error.0),
         };
+        let source = request.source_ip;
         let Some((user, hash)) = found else {
             if let Credential::Password(password) = &request.credential {
-                // Spend the same time as a wrong password would.
-                verify_blocking(password.expose(), dummy_hash()).await;
+                // Spend the same time, in the same queue, as a wrong
+                // password would.
+                let verdict = self
+                    .hashing
+                    .verify(source, password.expose(), dummy_hash())
+                    .await;
+                if verdict == Verdict::Busy {
+                    return busy();
+                }
             }
             return Answer::denied(
                 404,
@@ -411,12 +445,17 @@ impl IdentityProvider for ServiceManaged {
             );
         };
         if let Credential::Password(password) = &request.credential {
-            let Some(hash) = hash else {
-                verify_blocking(password.expose(), dummy_hash()).await;
-                return Answer::denied(401, "the user has no password (key logins only)");
+            let (hash, has_password) = match &hash {
+                Some(hash) => (hash.as_str(), true),
+                None => (dummy_hash(), false),
             };
-            if !verify_blocking(password.expose(), &hash).await {
-                return Answer::denied(401, "wrong password");
+            match self.hashing.verify(source, password.expose(), hash).await {
+                Verdict::Busy => return busy(),
+                _ if !has_password => {
+                    return Answer::denied(401, "the user has no password (key logins only)");
+                }
+                Verdict::Mismatch => return Answer::denied(401, "wrong password"),
+                Verdict::Match => {}
             }
         }
         Answer {

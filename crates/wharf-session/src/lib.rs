@@ -388,7 +388,11 @@ impl Gateway {
                 tokio::time::sleep(delay).await;
             }
         }
-        let (_, result) = self.ask(conn, username, credential.clone()).await;
+        let (answer, result) = self.ask(conn, username, credential.clone()).await;
+        // A password the provider was too busy to check is not a guess.
+        let unchecked = answer
+            .as_ref()
+            .is_some_and(|a| a.status_code == wharf_identity::service_managed::BUSY);
         if let Err(denial) = &result {
             let fingerprint = match &credential {
                 Credential::PublicKey(key) => Some(wharf_identity::fingerprint(key)),
@@ -411,7 +415,7 @@ impl Gateway {
             );
             // Passwords are what is guessed. A key a client merely offers
             // and we do not know is no attack (agents offer several).
-            if is_password {
+            if is_password && !unchecked {
                 self.guard.password_failed(username);
                 self.note_failure(&failed, conn.source_ip);
             }

@@ -165,3 +165,44 @@ fn an_ftp_transfer_that_moves_nothing_is_aborted_after_idle_timeout() {
     assert!(!wharf.path("files/alice/stalled.bin").exists());
     assert_eq!(wharf.activities("PARTIAL_CLOSE").len(), 2);
 }
+
+/// The peak resident memory of a process (VmHWM), in MiB.
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
+#[test]
+fn concurrent_password_checks_are_bounded_and_a_real_login_gets_through() {
+    // The attackers' addresses are exempt, so the hash queue alone acts.
+    let wharf = server("ban_exempt = [\"127.0.0.0/24\"]");
+    let port = ftp_port(&wharf);
+    let before = peak_rss_mib(wharf.pid());
+    let out = defences(&["password-storm", &port, "128", "bob", "bob-pw"]);
+    let text = stdout(&out);
+    eprintln!("{text}");
+    let field = |name: &str| -> String {
+        let mut words = text.split_whitespace();
+        words.find(|w| *w == name);
+        words.next().unwrap_or_default().to_owned()
+    };
+    assert_eq!(field("login"), "ok", "{text}{}", stderr(&out));
+    let denied: usize = field("denied").parse().unwrap_or(0);
+    let refused: usize = field("refused").parse().unwrap_or(0);
+    assert_eq!(denied + refused, 128, "{text}");
+    assert!(
+        denied >= 64,
+        "most guesses reach the password check: {text}"
+    );
+    // Unbounded, 128 concurrent argon2id checks need 128 x 19 MiB.
+    let peak = peak_rss_mib(wharf.pid());
+    assert!(
+        peak < before + 400,
+        "peak RSS {peak} MiB (before the storm {before} MiB)"
+    );
+    eprintln!("128 concurrent bad passwords: peak RSS {before} -> {peak} MiB");
+}

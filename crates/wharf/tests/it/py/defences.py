@@ -19,6 +19,12 @@ Usage: defences.py COMMAND ARGS...
       Logs in over plain FTP, opens a passive data connection for COMMAND
       ("STOR name" or "RETR name") and then neither sends nor reads a byte;
       prints the final reply the server sends on the control connection.
+  password-storm PORT COUNT USER PASSWORD
+      COUNT concurrent plain FTP logins, each an unknown user with a wrong
+      password, from 127.0.0.10 up (32 per address, the cap on connections
+      not logged in); once all are connected and waiting for their PASS
+      reply, logs USER in with PASSWORD from 127.0.0.9 and times it. Prints
+      "storm denied D busy B refused R login LOGIN login-ms T seconds S".
   waits-for-close PORT BIND SECONDS
       Connects from BIND, sends nothing, and prints "closed-after S" when
       the server closes the connection (or "still-open" after SECONDS).
@@ -155,6 +161,68 @@ def ftp_stalled(port, user, password, command):
     ftp.close()
 
 
+def password_storm(port, count, user, password):
+    import threading
+
+    count = int(count)
+    outcomes = []
+    lock = threading.Lock()
+    sent = threading.Barrier(count + 1, timeout=60)
+
+    def guess(i):
+        bind = f"127.0.0.{10 + i // 32}"
+        outcome = "refused"
+        s = None
+        try:
+            s = connect(port, bind, timeout=60)
+            if read_reply(s) is not None:
+                s.sendall(f"USER storm{i}\r\n".encode())
+                read_reply(s)
+                s.sendall(f"PASS wrong-{i}\r\n".encode())
+        except OSError:
+            pass
+        try:
+            sent.wait()
+        except threading.BrokenBarrierError:
+            pass
+        try:
+            if s is not None:
+                reply = read_reply(s) or ""
+                if reply.startswith("530"):
+                    outcome = "denied"
+                elif reply.startswith("421"):
+                    outcome = "busy"
+                elif reply:
+                    outcome = "other:" + reply.strip()
+        except OSError:
+            pass
+        finally:
+            if s is not None:
+                s.close()
+        with lock:
+            outcomes.append(outcome)
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    sent.wait()
+    login_start = time.monotonic()
+    login = ftp_try(port, user, password, "127.0.0.9")
+    login_ms = 1000 * (time.monotonic() - login_start)
+    for t in threads:
+        t.join()
+    took = time.monotonic() - start
+    tally = {k: outcomes.count(k) for k in ("denied", "busy", "refused")}
+    others = [o for o in outcomes if o.startswith("other:")]
+    print(
+        f"storm denied {tally['denied']} busy {tally['busy']} refused {tally['refused']} "
+        f"login {login} login-ms {login_ms:.0f} seconds {took:.2f}"
+        + (f" others {others[:3]}" if others else ""),
+        flush=True,
+    )
+
+
 if COMMAND == "ftp-guess":
     ftp_guess(*ARGS)
 elif COMMAND == "ftp-login":
@@ -163,6 +231,8 @@ elif COMMAND == "silent":
     silent(*ARGS)
 elif COMMAND == "ftp-stalled":
     ftp_stalled(*ARGS)
+elif COMMAND == "password-storm":
+    password_storm(*ARGS)
 elif COMMAND == "waits-for-close":
     waits_for_close(*ARGS)
 else:
