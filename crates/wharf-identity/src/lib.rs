@@ -13,6 +13,7 @@
 //! [`ValidationContext`].
 
 pub mod hashing;
+mod keys;
 mod password;
 pub mod providers;
 mod response;
@@ -29,6 +30,7 @@ use async_trait::async_trait;
 pub use russh::keys::PublicKey;
 use russh::keys::ssh_key::HashAlg;
 
+pub use keys::AuthorizedKey;
 pub use password::{hash_password, verify_password};
 pub use providers::{
     ApiGatewayConfig, ApiGatewayProvider, CachingProvider, CommandConfig, CommandProvider,
@@ -184,7 +186,8 @@ pub struct Identity {
     /// The session (scope-down) policy, as JSON.
     pub policy: Option<serde_json::Value>,
     pub home: Home,
-    pub public_keys: Vec<PublicKey>,
+    /// `PublicKeys`, with the authorized_keys options that restrict them.
+    pub public_keys: Vec<AuthorizedKey>,
     pub posix_profile: Option<PosixProfile>,
     pub session_tags: BTreeMap<String, String>,
     /// Response fields wharf does not know (logged, ignored).
@@ -244,17 +247,15 @@ pub fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
     a.key_data() == b.key_data()
 }
 
-/// Parses one OpenSSH public key line (`ssh-ed25519 AAAA... comment`),
-/// allowing authorized_keys options in front.
+/// Parses one OpenSSH public key line (`ssh-ed25519 AAAA... comment`), as
+/// a `.pub` file holds it: options are refused here (see [`AuthorizedKey`]
+/// where they are allowed).
 pub fn parse_public_key(line: &str) -> Result<PublicKey, String> {
-    let line = line.trim();
-    if let Ok(key) = PublicKey::from_openssh(line) {
-        return Ok(key);
+    let key = AuthorizedKey::parse(line)?;
+    if !key.options().is_empty() {
+        return Err("authorized_keys options are not allowed here".to_owned());
     }
-    match <russh::keys::ssh_key::authorized_keys::Entry as std::str::FromStr>::from_str(line) {
-        Ok(entry) => Ok(entry.public_key().clone()),
-        Err(error) => Err(format!("not an OpenSSH public key: {error}")),
-    }
+    Ok(key.key)
 }
 
 /// The full login: username rules, the provider's answer, response
@@ -338,12 +339,32 @@ fn identity_from(
                 "the response has no PublicKeys, so key authentication is not possible",
             ));
         }
-        if !identity.public_keys.iter().any(|k| same_key(k, key)) {
+        let mut entries = identity
+            .public_keys
+            .iter()
+            .filter(|k| same_key(&k.key, key))
+            .peekable();
+        if entries.peek().is_none() {
             return Err(Denial::new(format!(
                 "the client's key {} is not one of the user's PublicKeys",
                 fingerprint(key)
             )));
         }
+        // The same key may be listed more than once, with other options:
+        // any entry that permits this login lets it in.
+        let now = time::OffsetDateTime::now_utc();
+        let mut refusal = None;
+        for entry in entries {
+            match entry.permits(request.source_ip, now) {
+                Ok(()) => return Ok(identity),
+                Err(reason) => refusal = refusal.or(Some(reason)),
+            }
+        }
+        return Err(Denial::new(format!(
+            "the client's key {} is refused by its options: {}",
+            fingerprint(key),
+            refusal.unwrap_or_default()
+        )));
     }
     Ok(identity)
 }

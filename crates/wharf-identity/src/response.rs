@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::{Home, Identity, LogicalEntry, PosixProfile, ValidationContext, parse_public_key};
+use crate::{AuthorizedKey, Home, Identity, LogicalEntry, PosixProfile, ValidationContext};
 
 /// The most LOGICAL entries one response may hold.
 const MAX_ENTRIES: usize = 10_000;
@@ -354,7 +354,7 @@ pub fn validate_response(
                 .enumerate()
                 .map(|(i, item)| match item {
                     Value::String(line) => {
-                        parse_public_key(line).map_err(|e| format!("PublicKeys[{i}] is {e}"))
+                        AuthorizedKey::parse(line).map_err(|e| format!("PublicKeys[{i}]: {e}"))
                     }
                     _ => Err(format!("PublicKeys[{i}] must be a string")),
                 })

@@ -18,7 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use crate::hashing::{HashQueue, Verdict};
 use crate::password::dummy_hash;
 use crate::{
-    Answer, Credential, IdentityProvider, LoginRequest, PublicKey, check_username, fingerprint,
+    Answer, AuthorizedKey, Credential, IdentityProvider, LoginRequest, check_username, fingerprint,
     hash_password,
 };
 
@@ -54,7 +54,7 @@ pub struct UserRecord {
     pub role: Option<String>,
     pub policy: Option<Value>,
     pub session_tags: BTreeMap<String, String>,
-    /// `(fingerprint, OpenSSH public key line)`.
+    /// `(fingerprint, authorized_keys line: options and key)`.
     pub public_keys: Vec<(String, String)>,
     pub created_at: String,
 }
@@ -108,7 +108,7 @@ impl UserRecord {
 pub struct NewUser {
     pub username: String,
     pub password: Option<crate::Password>,
-    pub public_keys: Vec<PublicKey>,
+    pub public_keys: Vec<AuthorizedKey>,
     pub home_directory_type: String,
     pub home_directory: Option<String>,
     pub home_directory_details: Option<Value>,
@@ -129,9 +129,10 @@ fn now() -> String {
         .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
-fn key_line(key: &PublicKey) -> Result<String> {
-    key.to_openssh()
-        .map_err(|e| StoreError(format!("cannot encode a public key: {e}")))
+/// What is stored: the whole authorized_keys line, options included, so
+/// that every login sees the restrictions.
+fn key_line(key: &AuthorizedKey) -> Result<String> {
+    key.to_line().map_err(StoreError)
 }
 
 impl UserStore {
@@ -218,7 +219,7 @@ impl UserStore {
                  VALUES (?, ?, ?, ?)",
             )
             .bind(&user.username)
-            .bind(fingerprint(key))
+            .bind(fingerprint(&key.key))
             .bind(key_line(key)?)
             .bind(&created)
             .execute(&mut *tx)
@@ -326,11 +327,11 @@ impl UserStore {
     }
 
     /// Adds a key; returns its fingerprint.
-    pub async fn add_key(&self, username: &str, key: &PublicKey) -> Result<String> {
+    pub async fn add_key(&self, username: &str, key: &AuthorizedKey) -> Result<String> {
         if self.get(username).await?.is_none() {
             return Err(StoreError(format!("no user {username:?}")));
         }
-        let fp = fingerprint(key);
+        let fp = fingerprint(&key.key);
         let done = sqlx::query(
             "INSERT OR IGNORE INTO user_keys (username, fingerprint, public_key, added_at) VALUES (?, ?, ?, ?)",
         )

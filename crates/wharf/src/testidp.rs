@@ -54,7 +54,15 @@ fn session_json(gateway: &Gateway, identity: &Identity, conn: &ConnInfo) -> Resu
         "Role": gateway.role_arn(identity),
         "Home": gateway.describe_home(identity),
         "SessionTags": identity.session_tags,
-        "PublicKeys": identity.public_keys.iter().map(fingerprint).collect::<Vec<_>>(),
+        // Fingerprints, each followed by the options that restrict it.
+        "PublicKeys": identity
+            .public_keys
+            .iter()
+            .map(|k| match k.options() {
+                "" => fingerprint(&k.key),
+                options => format!("{} {options}", fingerprint(&k.key)),
+            })
+            .collect::<Vec<_>>(),
         "PosixProfile": identity.posix_profile,
         "UnknownFields": identity.unknown_fields,
         "EffectivePolicies": authorizer.describe(),

@@ -6,7 +6,7 @@ use std::io::BufRead;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use wharf_identity::service_managed::{NewUser, UserStore};
-use wharf_identity::{Password, PublicKey, check_username, parse_public_key, validate_response};
+use wharf_identity::{AuthorizedKey, Password, check_username, validate_response};
 
 use crate::config::Config;
 use crate::{CommandResult, Failure, wiring};
@@ -77,8 +77,9 @@ fn read_password() -> Result<Password, Failure> {
     Ok(Password::new(password))
 }
 
-/// One key, or every key of an `@authorized_keys` file.
-fn read_keys(argument: &str) -> Result<Vec<PublicKey>, Failure> {
+/// One key, or every key of an `@authorized_keys` file, each with its
+/// options (refused by name when wharf does not implement them).
+fn read_keys(argument: &str) -> Result<Vec<AuthorizedKey>, Failure> {
     if let Some(path) = argument.strip_prefix('@') {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Failure::User(format!("cannot read {path}: {e}")))?;
@@ -89,7 +90,7 @@ fn read_keys(argument: &str) -> Result<Vec<PublicKey>, Failure> {
                 continue;
             }
             keys.push(
-                parse_public_key(line)
+                AuthorizedKey::parse(line)
                     .map_err(|e| Failure::User(format!("{path}:{}: {e}", n + 1)))?,
             );
         }
@@ -99,7 +100,7 @@ fn read_keys(argument: &str) -> Result<Vec<PublicKey>, Failure> {
         Ok(keys)
     } else {
         Ok(vec![
-            parse_public_key(argument).map_err(|e| Failure::User(format!("--ssh-key: {e}")))?,
+            AuthorizedKey::parse(argument).map_err(|e| Failure::User(format!("--ssh-key: {e}")))?,
         ])
     }
 }

@@ -37,7 +37,7 @@ fn alice() -> NewUser {
     NewUser {
         username: "alice".into(),
         password: Some(Password::new("correct horse")),
-        public_keys: vec![parse_public_key(KEY_A).unwrap()],
+        public_keys: vec![AuthorizedKey::parse(KEY_A).unwrap()],
         home_directory_type: "LOGICAL".into(),
         home_directory_details: Some(json!([{"Entry": "/", "Target": "/default/alice"}])),
         session_tags: [("team".to_owned(), "blue".to_owned())]
@@ -145,8 +145,9 @@ async fn changes_take_effect_at_the_next_login() {
     .await
     .1;
     assert!(by_key.unwrap_err().reason.contains("no PublicKeys"));
-    users.add_key("alice", &key).await.unwrap();
-    assert!(users.add_key("alice", &key).await.is_err());
+    let entry = AuthorizedKey::plain(key.clone());
+    users.add_key("alice", &entry).await.unwrap();
+    assert!(users.add_key("alice", &entry).await.is_err());
     assert!(users.remove("alice").await.unwrap());
     assert!(!login("new one").await);
     assert!(!users.remove("alice").await.unwrap());
@@ -175,4 +176,60 @@ async fn records_never_show_the_hash() {
     assert!(shown.contains("\"HasPassword\":true"));
     assert_eq!(users.count().await.unwrap(), 1);
     assert_eq!(users.list().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn key_options_are_stored_and_enforced_at_every_login() {
+    let (_dir, users) = store().await;
+    let restricted = format!("from=\"10.9.9.9,127.0.0.0/8\",restrict {KEY_A}");
+    let user = NewUser {
+        public_keys: vec![AuthorizedKey::parse(&restricted).unwrap()],
+        ..alice()
+    };
+    users.add(&user).await.unwrap();
+    let stored = users.get("alice").await.unwrap().unwrap();
+    assert_eq!(stored.public_keys[0].1, restricted);
+    let provider = ServiceManaged::new(users.clone(), Duration::from_secs(5));
+    let key = parse_public_key(KEY_A).unwrap();
+    let from = |ip: [u8; 4]| LoginRequest {
+        source_ip: IpAddr::V4(Ipv4Addr::from(ip)),
+        ..request("alice", Credential::PublicKey(key.clone()))
+    };
+    let inside = authenticate(&provider, &from([127, 0, 0, 1]), &context())
+        .await
+        .1;
+    assert!(inside.is_ok(), "{inside:?}");
+    let outside = authenticate(&provider, &from([192, 0, 2, 1]), &context())
+        .await
+        .1
+        .unwrap_err();
+    assert!(
+        outside.reason.contains("does not include 192.0.2.1"),
+        "{outside:?}"
+    );
+
+    // An expired key, from the review: refused wherever the client is.
+    let expired = format!("from=\"10.9.9.9\",expiry-time=\"20000101\",restrict {KEY_A}");
+    assert!(users.remove_key("alice", &fingerprint(&key)).await.unwrap());
+    users
+        .add_key("alice", &AuthorizedKey::parse(&expired).unwrap())
+        .await
+        .unwrap();
+    let denial = authenticate(&provider, &from([10, 9, 9, 9]), &context())
+        .await
+        .1
+        .unwrap_err();
+    assert!(denial.reason.contains("expired"), "{denial:?}");
+    // Passwords are not affected by key options.
+    let by_password = authenticate(
+        &provider,
+        &request(
+            "alice",
+            Credential::Password(Password::new("correct horse")),
+        ),
+        &context(),
+    )
+    .await
+    .1;
+    assert!(by_password.is_ok());
 }

@@ -502,3 +502,93 @@ printf '%s' '{"HomeDirectoryType": "LOGICAL", "HomeDirectoryDetails": "[{\"Entry
     assert!(stdout(&out).contains("readme.txt"), "{}", stdout(&out));
     assert_eq!(std::fs::read(dir.join("back.txt")).unwrap(), b"read me");
 }
+
+#[test]
+fn authorized_keys_options_restrict_key_logins() {
+    let wharf = prepare("");
+    let (key, public) = ssh_key("client_alice");
+    let keys = wharf.path("carol_keys");
+    std::fs::write(
+        &keys,
+        format!("# carol's partner host only\nfrom=\"127.0.0.2,10.0.0.0/8\",restrict {public}\n"),
+    )
+    .unwrap();
+    let keys_arg = format!("@{}", keys.display());
+    wharf.add_user(
+        "carol",
+        None,
+        &[
+            "--home-directory-mapping",
+            "/=/default/carol",
+            "--ssh-key",
+            &keys_arg,
+        ],
+    );
+    let expired = format!("expiry-time=\"20000101\" {public}");
+    wharf.add_user(
+        "dave",
+        None,
+        &[
+            "--home-directory-mapping",
+            "/=/default/dave",
+            "--ssh-key",
+            &expired,
+        ],
+    );
+    // An option wharf does not implement is refused by name, not dropped.
+    let refused = wharf.cli(
+        &[
+            "user",
+            "add",
+            "erin",
+            "--ssh-key",
+            &format!("environment=\"PATH=/tmp\" {public}"),
+        ],
+        None,
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("\"environment\""),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(!stdout(&wharf.cli(&["user", "list"], None)).contains("erin"));
+    // The restriction is stored with the key and shown.
+    let shown = stdout(&wharf.cli(&["user", "show", "carol"], None));
+    assert!(
+        shown.contains(r#"from=\"127.0.0.2,10.0.0.0/8\",restrict ssh-ed25519"#),
+        "{shown}"
+    );
+
+    let wharf = wharf.start();
+    let dir = wharf.dir.path();
+    let login = |user: &str, bind: &str| {
+        sftp_batch(
+            wharf.sftp_port(),
+            user,
+            &Login::Key(key.clone()),
+            "ls\n",
+            dir,
+            &["-o", &format!("BindAddress={bind}")],
+        )
+    };
+    assert_ok(&login("carol", "127.0.0.2"));
+    assert!(!login("carol", "127.0.0.1").status.success());
+    wharf.wait_for_log("from= refusal", |l| {
+        l["activity-type"] == "AUTH_FAILURE"
+            && l["user"] == "carol"
+            && l["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("from= list does not include 127.0.0.1")
+    });
+    assert!(!login("dave", "127.0.0.1").status.success());
+    wharf.wait_for_log("expiry refusal", |l| {
+        l["activity-type"] == "AUTH_FAILURE"
+            && l["user"] == "dave"
+            && l["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("expired at 2000-01-01T00:00:00Z")
+    });
+}
