@@ -10,9 +10,14 @@
 //!   password logins (at most 10 s), never a lockout.
 //! - **Connections that have not logged in**: at most
 //!   [`MAX_PENDING_PER_ADDRESS`] per address; beyond [`PENDING_START`] in
-//!   all, new ones are dropped at random with a probability that grows to 1
-//!   at [`PENDING_FULL`] (OpenSSH's `MaxStartups 100:30:1000`); each must
-//!   log in within `login_grace_time`.
+//!   all, new ones from an address that already has one waiting are dropped
+//!   at random with a probability that grows to 1 at [`PENDING_FULL`]
+//!   (OpenSSH's `MaxStartups 100:30:1000`); each must log in within
+//!   `login_grace_time`. Unlike OpenSSH, a connection from an address with
+//!   none waiting is always admitted, and at [`PENDING_FULL`] it evicts the
+//!   oldest waiting connection of the address with the most waiting: silent
+//!   connections from many addresses (a botnet) cannot lock real users out,
+//!   whose one connection is never the heaviest address's.
 //!
 //! Every table is bounded ([`MAX_ENTRIES`]) whatever the number of
 //! addresses or user names: when full, the entries least worth keeping
@@ -29,7 +34,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -122,6 +127,9 @@ pub struct GuardCounters {
     pub bans: AtomicU64,
     pub failures: AtomicU64,
     pub login_timeouts: AtomicU64,
+    /// Connections not logged in, closed to make room for one from an
+    /// address with none waiting.
+    pub evicted: AtomicU64,
     pub delayed_passwords: AtomicU64,
 }
 
@@ -239,7 +247,24 @@ struct State {
     addresses: Table<IpAddr, Address>,
     users: Table<String, User>,
     pending_total: usize,
+    /// Connections that have not logged in and may be evicted, by address
+    /// (oldest first). Exempt addresses are never evicted, so not here. At
+    /// most [`MAX_PENDING_PER_ADDRESS`] per address and, with evictions,
+    /// about [`PENDING_FULL`] in all.
+    waiting: HashMap<IpAddr, std::collections::VecDeque<Waiting>>,
+    next_id: u64,
 }
+
+struct Waiting {
+    id: u64,
+    state: Arc<AtomicU8>,
+    evict: Arc<tokio::sync::Notify>,
+}
+
+/// [`Admitted`] states.
+const PENDING: u8 = 0;
+const LOGGED_IN: u8 = 1;
+const EVICTED: u8 = 2;
 
 /// The defences of every listener of a process (shared by the listeners,
 /// which admit connections, and the gateway, which reports failures).
@@ -274,6 +299,8 @@ impl Guard {
                 addresses: Table::new(max),
                 users: Table::new(max),
                 pending_total: 0,
+                waiting: HashMap::new(),
+                next_id: 0,
             }),
             counters: GuardCounters::default(),
         }
@@ -332,6 +359,7 @@ impl Guard {
                 address.last_ban_end = Some(until);
             }
         }
+        let fresh = address.pending == 0;
         if !exempt {
             if address.pending >= MAX_PENDING_PER_ADDRESS {
                 self.counters
@@ -339,7 +367,7 @@ impl Guard {
                     .fetch_add(1, Ordering::Relaxed);
                 return Err(Refusal::TooManyPending);
             }
-            if total >= PENDING_START {
+            if total >= PENDING_START && !fresh {
                 let rate = if total >= PENDING_FULL {
                     1.0
                 } else {
@@ -355,19 +383,76 @@ impl Guard {
         }
         address.pending += 1;
         state.pending_total += 1;
+        if !exempt && state.pending_total > PENDING_FULL {
+            self.evict_one(&mut state);
+        }
+        let flag = Arc::new(AtomicU8::new(PENDING));
+        let evict = Arc::new(tokio::sync::Notify::new());
+        let id = state.next_id;
+        state.next_id += 1;
+        if !exempt {
+            state.waiting.entry(key).or_default().push_back(Waiting {
+                id,
+                state: flag.clone(),
+                evict: evict.clone(),
+            });
+        }
         Ok(Admitted {
             guard: self.clone(),
             key,
-            pending: AtomicBool::new(true),
+            id,
+            state: flag,
+            evict,
             deadline: now + self.config.login_grace_time,
         })
     }
 
-    fn release_pending(&self, key: IpAddr) {
+    /// Evicts the oldest waiting connection of the address with the most
+    /// waiting (the oldest such address on a tie).
+    fn evict_one(&self, state: &mut State) {
+        let victim = state
+            .waiting
+            .iter()
+            .filter_map(|(key, queue)| Some((*key, queue.len(), queue.front()?.id)))
+            .max_by(|a, b| a.1.cmp(&b.1).then(b.2.cmp(&a.2)))
+            .map(|(key, _, _)| key);
+        let Some(key) = victim else {
+            return;
+        };
+        let Some(queue) = state.waiting.get_mut(&key) else {
+            return;
+        };
+        let Some(waiting) = queue.pop_front() else {
+            return;
+        };
+        if queue.is_empty() {
+            state.waiting.remove(&key);
+        }
+        if waiting
+            .state
+            .compare_exchange(PENDING, EVICTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            state.pending_total = state.pending_total.saturating_sub(1);
+            if let Some(address) = state.addresses.map.get_mut(&key) {
+                address.pending = address.pending.saturating_sub(1);
+            }
+            waiting.evict.notify_one();
+            self.counters.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn release_pending(&self, key: IpAddr, id: u64) {
         let mut state = self.state.lock();
         state.pending_total = state.pending_total.saturating_sub(1);
         if let Some(address) = state.addresses.map.get_mut(&key) {
             address.pending = address.pending.saturating_sub(1);
+        }
+        if let Some(queue) = state.waiting.get_mut(&key) {
+            queue.retain(|w| w.id != id);
+            if queue.is_empty() {
+                state.waiting.remove(&key);
+            }
         }
     }
 
@@ -495,31 +580,49 @@ impl Guard {
 
 /// A connection admitted at accept that has not logged in yet: it counts
 /// against the pending limits until [`Admitted::logged_in`] (or until it is
-/// dropped), and must log in before its deadline.
+/// dropped or evicted), and must log in before its deadline.
 #[derive(Debug)]
 pub struct Admitted {
     guard: Arc<Guard>,
     key: IpAddr,
-    pending: AtomicBool,
+    id: u64,
+    state: Arc<AtomicU8>,
+    evict: Arc<tokio::sync::Notify>,
     deadline: Instant,
 }
 
 impl Admitted {
     /// The connection logged in: it no longer counts as pending.
     pub fn logged_in(&self) {
-        if self.pending.swap(false, Ordering::AcqRel) {
-            self.guard.release_pending(self.key);
+        if self
+            .state
+            .compare_exchange(PENDING, LOGGED_IN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.guard.release_pending(self.key, self.id);
         }
     }
 
     pub fn is_logged_in(&self) -> bool {
-        !self.pending.load(Ordering::Acquire)
+        self.state.load(Ordering::Acquire) == LOGGED_IN
     }
 
     /// Resolves at the login deadline if the connection has not logged in
-    /// by then; never, once it has.
+    /// by then, or when it is evicted to make room; never, once it has
+    /// logged in.
     pub async fn login_expired(&self) {
-        tokio::time::sleep_until(self.deadline.into()).await;
+        let evicted = self.evict.notified();
+        tokio::pin!(evicted);
+        // Registered before the state is read, so a notification sent in
+        // between is not missed.
+        evicted.as_mut().enable();
+        if self.state.load(Ordering::Acquire) == EVICTED {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(self.deadline.into()) => {}
+            () = evicted => return,
+        }
         if self.is_logged_in() {
             std::future::pending::<()>().await;
         }
@@ -657,11 +760,58 @@ mod tests {
                     .unwrap(),
             );
         }
+        // An address with none waiting is admitted whatever the dice;
+        // its second connection is subject to the drop.
+        held.push(g.admit_at(ip("203.0.113.1"), now, 0.0).unwrap());
         assert_eq!(
             g.admit_at(ip("203.0.113.1"), now, 0.29).unwrap_err(),
             Refusal::Busy
         );
         assert!(g.admit_at(ip("203.0.113.1"), now, 0.31).is_ok());
+        drop(held);
+        assert_eq!(g.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn at_the_limit_a_new_address_evicts_the_heaviest_address_s_oldest() {
+        let g = guard(20);
+        let now = Instant::now();
+        // A botnet: 32 waiting connections from each of many addresses.
+        let mut held = Vec::new();
+        let mut n = 0u32;
+        while g.pending() < PENDING_FULL {
+            let address = IpAddr::from([198, 51, ((n / 32) >> 8) as u8, (n / 32) as u8]);
+            n += 1;
+            if let Ok(admitted) = g.admit_at(address, now, 1.0) {
+                held.push((address, admitted));
+            }
+        }
+        assert_eq!(g.pending(), PENDING_FULL);
+        // More from the botnet's addresses are refused...
+        let first = held[0].0;
+        assert!(g.admit_at(first, now, 0.0).is_err());
+        // ...but a real user's one connection gets in, and the oldest
+        // connection of the heaviest address makes room.
+        let user = g.admit_at(ip("203.0.113.50"), now, 1.0).unwrap();
+        assert_eq!(g.pending(), PENDING_FULL);
+        let (victim_address, victim) = &held[0];
+        assert_eq!(*victim_address, first);
+        tokio::time::timeout(Duration::from_secs(5), victim.login_expired())
+            .await
+            .expect("the evicted connection is told at once");
+        assert!(!victim.is_logged_in());
+        assert_eq!(g.counters.evicted.load(Ordering::Relaxed), 1);
+        // The real user is never the victim while others wait more.
+        for i in 0..50u8 {
+            let another = g.admit_at(IpAddr::from([192, 0, 2, i]), now, 1.0).unwrap();
+            held.push((ip("192.0.2.0"), another));
+        }
+        assert!(!user.is_logged_in());
+        let quiet = tokio::time::timeout(Duration::from_millis(1), user.login_expired()).await;
+        assert!(quiet.is_err(), "the real user was evicted");
+        user.logged_in();
+        assert_eq!(g.pending(), PENDING_FULL - 1);
+        // Dropping an evicted connection does not count it twice.
         drop(held);
         assert_eq!(g.pending(), 0);
     }

@@ -110,13 +110,14 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
     let name = "wharf_refusals_total";
     let _ = writeln!(
         text,
-        "# HELP {name} Connections refused at accept, by reason.\n# TYPE {name} counter"
+        "# HELP {name} Connections refused at accept or closed before logging in, by reason.\n# TYPE {name} counter"
     );
     for (reason, counter) in [
         ("banned", &counters.refused_banned),
         ("too_many_not_logged_in", &counters.refused_pending),
         ("busy", &counters.refused_busy),
         ("login_timeout", &counters.login_timeouts),
+        ("evicted", &counters.evicted),
     ] {
         let value = counter.load(Ordering::Relaxed);
         let _ = writeln!(text, "{name}{{reason=\"{reason}\"}} {value}");

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::*;
 
 /// `/healthz`'s status and body, and every sample of `/metrics`.
-fn scrape(address: &str) -> (String, BTreeMap<String, f64>) {
+pub(crate) fn scrape(address: &str) -> (String, BTreeMap<String, f64>) {
     let out = wharf_test_support::wharf::python(&py("scrape.py"), &[address]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -21,7 +21,7 @@ fn scrape(address: &str) -> (String, BTreeMap<String, f64>) {
     (health, samples)
 }
 
-fn admin_address(wharf: &Wharf) -> String {
+pub(crate) fn admin_address(wharf: &Wharf) -> String {
     wharf
         .stderr_lines()
         .iter()

@@ -148,6 +148,48 @@ fn silent_connections_from_one_address_do_not_lock_others_out() {
 }
 
 #[test]
+fn silent_connections_from_many_addresses_do_not_lock_a_real_user_out() {
+    let wharf = server("admin_listen = \"127.0.0.1:0\"");
+    let sftp = wharf.sftp_port().to_string();
+    let flood = wharf_listen::PENDING_FULL + 200;
+    let mut child = std::process::Command::new(wharf_test_support::tools::venv_python())
+        .arg(py("defences.py"))
+        .args(["silent", &sftp, &flood.to_string(), "spread"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::{BufRead, Write};
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("open "), "{first}");
+    // Every connection was accepted by the kernel; the guard admitted new
+    // addresses and, at PENDING_FULL, evicted the heaviest's oldest.
+    let mut input = child.stdin.take().unwrap();
+    writeln!(input, "login {sftp} alice alice-pw").unwrap();
+    let login = lines.next().unwrap().unwrap();
+    assert!(login.starts_with("login-ms "), "{login}");
+    eprintln!("a login while {flood} silent connections from {flood} addresses are held: {login}");
+    let (evicted, pending) = scrape_guard(&wharf);
+    drop(input);
+    assert!(child.wait().unwrap().success());
+    assert!(evicted > 0.0, "nothing was evicted");
+    assert!(
+        pending <= wharf_listen::PENDING_FULL as f64,
+        "{pending} connections waiting"
+    );
+}
+
+/// The guard's eviction counter and pending gauge, from /metrics.
+fn scrape_guard(wharf: &Wharf) -> (f64, f64) {
+    let (_, samples) = crate::admin::scrape(&crate::admin::admin_address(wharf));
+    (
+        samples["wharf_refusals_total{reason=\"evicted\"}"],
+        samples["wharf_connections_not_logged_in{}"],
+    )
+}
+
+#[test]
 fn an_ftp_transfer_that_moves_nothing_is_aborted_after_idle_timeout() {
     let wharf = server("idle_timeout = \"3s\"");
     let port = ftp_port(&wharf);

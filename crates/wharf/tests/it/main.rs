@@ -9,6 +9,7 @@ mod defences;
 mod ftps;
 mod hostile;
 mod idp;
+mod invariants;
 mod paramiko;
 mod policy;
 mod s3;

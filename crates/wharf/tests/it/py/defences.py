@@ -12,6 +12,8 @@ Usage: defences.py COMMAND ARGS...
   silent PORT COUNT BIND
       Opens COUNT TCP connections from BIND that never send a byte, and
       prints "open K closed-at-once M" (those the server closed at once).
+      BIND "spread": one from each address of 127.2.0.0/16, not checked
+      for closing ("open" counts every connection made).
       Then reads commands on stdin until EOF: "login SFTP_PORT USER PASSWORD"
       times a paramiko login from 127.0.0.1 and prints "login-ms T".
       The connections stay open until stdin closes.
@@ -88,7 +90,16 @@ def ftp_guess(port, user, count, bind):
 
 def silent(port, count, bind):
     held, closed = [], 0
-    for _ in range(int(count)):
+    for i in range(int(count)):
+        if bind == "spread":
+            # One per address of 127.2.0.0/16: a botnet, the hardest case
+            # for the per-address cap. Not checked one by one (too slow).
+            n = i
+            try:
+                held.append(connect(port, f"127.2.{n // 250}.{1 + n % 250}", timeout=5))
+            except OSError:
+                closed += 1
+            continue
         try:
             s = connect(port, bind, timeout=5)
         except OSError:
