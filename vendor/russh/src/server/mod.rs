@@ -1150,7 +1150,10 @@ where
     // wharf patch: the session task can be aborted (`RunningSession::abort_handle`).
     let (abort, registration) = futures::future::AbortHandle::new_pair();
     let run = futures::future::Abortable::new(session.run(stream, handler), registration);
-    let join = russh_util::runtime::spawn(async move { run.await.unwrap_or(Ok(())) });
+    // A combinator, not `async move { run.await }`: an async block that
+    // awaits a future it owns holds it twice (rust-lang/rust#62958), which
+    // doubled every session's task allocation (about 60 KiB per session).
+    let join = russh_util::runtime::spawn(futures::FutureExt::map(run, |r| r.unwrap_or(Ok(()))));
 
     Ok(RunningSession {
         handle,
