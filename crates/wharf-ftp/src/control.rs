@@ -186,7 +186,7 @@ impl Control {
 /// A command line as text: line end and Telnet commands (IAC IP, IAC DM,
 /// sent before ABOR) removed, IAC IAC kept as one byte; invalid UTF-8
 /// replaced (such a path then fails as a path).
-fn clean_line(raw: &[u8]) -> String {
+pub(crate) fn clean_line(raw: &[u8]) -> String {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     let mut bytes = Vec::with_capacity(raw.len());
     let mut i = 0;

@@ -27,6 +27,8 @@
 mod auth;
 mod control;
 mod data;
+#[doc(hidden)]
+pub mod fuzzing;
 mod listing;
 mod reply;
 mod resume;

@@ -1000,7 +1000,7 @@ async fn write_worker(mut writer: FileWriter, mut ops: mpsc::Receiver<WriteOp>, 
     // The session ended without CLOSE: dropping the writer discards the upload.
 }
 
-mod frame;
+pub(crate) mod frame;
 
 #[cfg(test)]
 mod tests;

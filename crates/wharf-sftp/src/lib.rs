@@ -10,6 +10,8 @@
 
 pub mod codec;
 pub mod dispatch;
+#[doc(hidden)]
+pub mod fuzzing;
 mod pipe;
 mod server;
 mod sniff;

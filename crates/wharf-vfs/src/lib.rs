@@ -20,6 +20,8 @@ mod authorize;
 mod display;
 mod error;
 mod fs;
+#[doc(hidden)]
+pub mod fuzzing;
 mod namespace;
 mod path;
 mod quota;

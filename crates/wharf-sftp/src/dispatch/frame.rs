@@ -14,7 +14,7 @@ use crate::codec::MAX_PACKET_BYTES;
 
 /// Packets out of a byte stream that arrives in arbitrary chunks.
 #[derive(Default)]
-pub(super) struct Framer {
+pub(crate) struct Framer {
     /// The length prefix of the next packet, as far as it has arrived.
     header: [u8; 4],
     header_len: usize,
@@ -29,14 +29,14 @@ pub(super) struct Framer {
 impl Framer {
     /// Takes the next chunk of the stream. Call [`Framer::next_packet`]
     /// until it returns `Ok(None)` before pushing the next chunk.
-    pub(super) fn push(&mut self, chunk: Bytes) {
+    pub(crate) fn push(&mut self, chunk: Bytes) {
         debug_assert!(self.rest.is_empty(), "push before the last chunk is framed");
         self.rest = chunk;
     }
 
     /// The next complete packet (without its length prefix), `Ok(None)` when
     /// the stream needs more bytes, or why the stream is broken.
-    pub(super) fn next_packet(&mut self) -> Result<Option<Bytes>, String> {
+    pub(crate) fn next_packet(&mut self) -> Result<Option<Bytes>, String> {
         loop {
             if let Some(body) = &mut self.body {
                 let missing = self.body_len - body.len();
