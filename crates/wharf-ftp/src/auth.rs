@@ -1,6 +1,5 @@
 //! USER/PASS logins through the gateway.
 
-use wharf_audit::{Activity, Event};
 use wharf_identity::{Credential, Password};
 use wharf_session::{ConnInfo, Gateway, Session};
 
@@ -24,9 +23,6 @@ pub(crate) async fn login(
     let session = gateway
         .open_session(&fields, info, identity, "password", None)
         .ok()?;
-    let audit = session.fs.audit();
-    audit
-        .log
-        .record(Activity::Connected, &audit.session, &Event::default());
+    session.connected(|_| {});
     Some(session)
 }

@@ -902,12 +902,7 @@ impl Drop for FtpSession {
         if let Some(tls) = &mut self.tls {
             tls.end();
         }
-        if let Some(session) = &self.session {
-            let audit = session.fs.audit();
-            audit
-                .log
-                .record(Activity::Disconnected, &audit.session, &Event::default());
-        }
+        // DISCONNECTED: logged by the session as it is dropped, after this.
     }
 }
 

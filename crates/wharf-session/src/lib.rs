@@ -177,6 +177,11 @@ impl std::fmt::Debug for Gateway {
 
 /// An authenticated session. Dropping it ends it (and frees its slot in
 /// `max_sessions_per_user`).
+///
+/// Its lifecycle is logged here, never by a front-end: CONNECTED once by
+/// [`Session::connected`], and DISCONNECTED exactly once when the session
+/// is dropped (by its last holder, after every channel and transfer that
+/// used it, so their PARTIAL_CLOSE lines come first), however it ends.
 pub struct Session {
     pub fs: UserFs,
     pub identity: Arc<Identity>,
@@ -184,7 +189,40 @@ pub struct Session {
     /// and the process's. Front-ends add a level of their own per channel
     /// or transfer ([`Quota::within`]).
     pub memory: Quota,
+    /// The fields CONNECTED was logged with (`None` before): DISCONNECTED
+    /// repeats them.
+    connected: Mutex<Option<SessionFields>>,
     _slot: SessionSlot,
+}
+
+impl Session {
+    /// The client is in: logs CONNECTED, once, with what only the
+    /// front-end knows added by `details` (the client's version, the
+    /// negotiated algorithms). Later calls do nothing.
+    pub fn connected(&self, details: impl FnOnce(&mut SessionFields)) {
+        let mut connected = self.connected.lock();
+        if connected.is_some() {
+            return;
+        }
+        let audit = self.fs.audit();
+        let mut fields = (*audit.session).clone();
+        details(&mut fields);
+        audit
+            .log
+            .record(Activity::Connected, &fields, &Event::default());
+        *connected = Some(fields);
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if let Some(fields) = self.connected.get_mut().take() {
+            self.fs
+                .audit()
+                .log
+                .record(Activity::Disconnected, &fields, &Event::default());
+        }
+    }
 }
 
 impl std::fmt::Debug for Session {
@@ -591,6 +629,7 @@ impl Gateway {
             fs,
             memory: self.memory.for_user(&identity.username),
             identity: Arc::new(identity),
+            connected: Mutex::new(None),
             _slot: slot,
         })
     }

@@ -13,7 +13,7 @@ use russh::keys::{Algorithm, HashAlg, PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelWriteHalf, MethodKind, MethodSet, Preferred};
 use tokio::io::{AsyncRead, AsyncWrite};
-use wharf_audit::{Activity, Event, SessionFields};
+use wharf_audit::SessionFields;
 use wharf_identity::{Credential, Identity, Password, Protocol, fingerprint};
 use wharf_listen::Admitted;
 use wharf_session::{ConnInfo, Gateway};
@@ -338,7 +338,6 @@ impl SftpServer {
             inputs: HashMap::new(),
             sftp_channels: Arc::new(AtomicUsize::new(0)),
             negotiated,
-            connected: false,
             admitted: admitted.clone(),
         };
         let session = async {
@@ -402,7 +401,6 @@ struct Connection {
     inputs: HashMap<ChannelId, Arc<Pipe>>,
     sftp_channels: Arc<AtomicUsize>,
     negotiated: Arc<OnceLock<Negotiated>>,
-    connected: bool,
     /// The connection's admission: it stops counting as "not logged in"
     /// at login.
     admitted: Arc<Admitted>,
@@ -466,17 +464,10 @@ impl Connection {
 impl Drop for Connection {
     fn drop(&mut self) {
         // The connection is gone: every channel's dispatcher stops now.
+        // (DISCONNECTED is logged by the session when its last channel
+        // lets go of it.)
         for pipe in self.inputs.values() {
             pipe.gone();
-        }
-        if let Some(session) = &self.session
-            && self.connected
-        {
-            session.fs.audit().log.record(
-                Activity::Disconnected,
-                &session.fs.audit().session,
-                &Event::default(),
-            );
         }
     }
 }
@@ -560,15 +551,14 @@ impl russh::server::Handler for Connection {
             .trim()
             .to_owned();
         if let Some(user_session) = &self.session {
-            let mut fields = (*user_session.fs.audit().session).clone();
-            fields.client = Some(client);
-            if let Some(negotiated) = self.negotiated.get() {
-                fields.ciphers = Some(negotiated.ciphers.clone());
-                fields.kex = Some(negotiated.kex.clone());
-            }
-            self.gateway
-                .record(Activity::Connected, &fields, &Event::default());
-            self.connected = true;
+            let negotiated = self.negotiated.get();
+            user_session.connected(|fields| {
+                fields.client = Some(client);
+                if let Some(negotiated) = negotiated {
+                    fields.ciphers = Some(negotiated.ciphers.clone());
+                    fields.kex = Some(negotiated.kex.clone());
+                }
+            });
         }
         Ok(())
     }

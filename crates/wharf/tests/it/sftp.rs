@@ -91,7 +91,21 @@ fn password_login_and_every_basic_operation() {
     assert!(connected["client"].as_str().unwrap().contains("OpenSSH"));
     assert!(connected["kex"].as_str().unwrap().len() > 5);
     assert!(connected["ciphers"].as_str().unwrap().contains(','));
-    wharf.wait_for_log("DISCONNECTED", |l| l["activity-type"] == "DISCONNECTED");
+    let disconnected = wharf.wait_for_log("DISCONNECTED", |l| l["activity-type"] == "DISCONNECTED");
+    // One session, one CONNECTED and one DISCONNECTED, with the same fields
+    // (the client and the negotiated algorithms included), and nothing of
+    // that session logged after it.
+    assert_eq!(wharf.activities("CONNECTED").len(), 1);
+    assert_eq!(wharf.activities("DISCONNECTED").len(), 1);
+    for field in ["session-id", "user", "client", "kex", "ciphers", "method"] {
+        assert_eq!(disconnected[field], connected[field], "{field}");
+    }
+    let log = wharf.log();
+    let last = log
+        .iter()
+        .rposition(|l| l["session-id"] == connected["session-id"])
+        .unwrap();
+    assert_eq!(log[last]["activity-type"], "DISCONNECTED");
     let log = std::fs::read_to_string(wharf.path("audit.log")).unwrap();
     assert!(!log.contains("alice-pw"), "a password reached the log");
 }
