@@ -210,6 +210,10 @@ struct Shared {
     /// WRITE data not yet taken by the store, from this channel's write
     /// budget and from its user's and the process's shares.
     write_budget: Quota,
+    /// The requests in hand and the handles' workers: the channel ends only
+    /// after every one of them (and so every reader and writer, with its
+    /// CLOSE or PARTIAL_CLOSE line) is gone.
+    workers: Mutex<tokio::task::JoinSet<()>>,
 }
 
 struct Handles {
@@ -218,6 +222,14 @@ struct Handles {
 }
 
 impl Shared {
+    /// Runs a request or a handle's worker, forgetting those that have
+    /// finished.
+    fn spawn_worker(&self, worker: impl Future<Output = ()> + Send + 'static) {
+        let mut workers = self.workers.lock();
+        while workers.try_join_next().is_some() {}
+        workers.spawn(worker);
+    }
+
     fn insert(&self, handle: Handle) -> Option<[u8; 4]> {
         let mut handles = self.handles.lock();
         if handles.table.len() >= MAX_HANDLES {
@@ -293,12 +305,33 @@ pub async fn run<I: Input, O: Output>(
         budget: Quota::new(Quota::units_for(BUDGET_BYTES)),
         bulk: memory.within(Quota::units_for(BULK_BYTES)),
         write_budget: memory.within(Quota::units_for(WRITE_BUDGET_BYTES)),
+        workers: Mutex::new(tokio::task::JoinSet::new()),
     });
     let budget = shared.budget.clone();
     let ended = read_loop(&shared, &budget, &mut input).await;
     // Dropping the handles discards unfinished uploads (their workers stop
-    // when their queues close).
-    shared.handles.lock().table.clear();
+    // when their queues close, after the operation in hand); a worker that
+    // does not stop within the bound is aborted. Either way its reader or
+    // writer is dropped before the channel ends, so PARTIAL_CLOSE is logged
+    // before the session's DISCONNECTED.
+    // Requests still in hand are waited for the same way (one may open a
+    // handle as it finishes: the table is cleared again after each round).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        shared.handles.lock().table.clear();
+        let mut workers = std::mem::take(&mut *shared.workers.lock());
+        if workers.is_empty() {
+            break;
+        }
+        let finished = tokio::time::timeout_at(deadline, async {
+            while workers.join_next().await.is_some() {}
+        })
+        .await;
+        if finished.is_err() {
+            workers.abort_all();
+            while workers.join_next().await.is_some() {}
+        }
+    }
     drop(shared);
     let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     ended
@@ -507,9 +540,9 @@ async fn dispatch(shared: &Arc<Shared>, id: u32, request: Request, permit: Taken
             }
         }
         other => {
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                serve(&shared, id, other, permit).await;
+            let task = shared.clone();
+            shared.spawn_worker(async move {
+                serve(&task, id, other, permit).await;
             });
         }
     }
@@ -825,7 +858,7 @@ async fn open(
         });
         return Ok(match inserted {
             Some(handle) => {
-                tokio::spawn(read_worker(
+                shared.spawn_worker(read_worker(
                     reader,
                     ops_rx,
                     shared.replies.clone(),
@@ -860,7 +893,7 @@ async fn open(
             "too many open handles",
         ));
     };
-    tokio::spawn(write_worker(writer, ops_rx, shared.replies.clone()));
+    shared.spawn_worker(write_worker(writer, ops_rx, shared.replies.clone()));
     Ok(codec::handle(id, &handle))
 }
 
