@@ -93,7 +93,7 @@ def password_storm(binary, procs, work):
     proc, ports = start_wharf(
         procs, binary, os.path.join(work, "storm"),
         'ban_exempt = ["127.0.0.0/8"]\n'
-        '[protocols.ftp]\nlisten = "127.0.0.1:0"\npassive_ports = "40000-40100"\n'
+        '[protocols.ftp]\nlisten = "127.0.0.1:0"\n'
         '[storage.default]\nkind = "filesystem"\nroot = "' + work + '/storm/files"\n',
         users=[(["bob", "--password-stdin", "--home-directory-mapping", "/=/default/bob"], "bob-pw\n")])
     before = rss_kib(proc.pid, "VmHWM")

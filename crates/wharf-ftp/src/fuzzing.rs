@@ -28,6 +28,7 @@ pub fn ftp_lines(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// A smoke run of the fuzz target over generated inputs.
     #[test]
     fn the_fuzz_target_survives_generated_inputs() {
         let seeds: [&[u8]; 4] = [
@@ -36,25 +37,7 @@ mod tests {
             b"MLSD /\r\nSITE CHMOD 644 f\r\nREST 100\r\n\xff\xff\xff",
             b"retr \xfe\xfd\r\nquit",
         ];
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
-        for round in 0..20_000u32 {
-            let mut input = seeds[round as usize % seeds.len()].to_vec();
-            for _ in 0..(next() % 5) {
-                let at = (next() as usize) % (input.len() + 1);
-                match next() % 3 {
-                    0 => input.insert(at, next() as u8),
-                    1 if at < input.len() => input[at] ^= 1 << (next() % 8),
-                    _ => input.truncate(at),
-                }
-            }
-            ftp_lines(&input);
-        }
+        wharf_test_support::fuzz::mutated_inputs(&seeds, 20_000, 4, &[], ftp_lines);
         // Over-long lines are skipped, never split into commands.
         ftp_lines(&[b'A'; MAX_LINE + 10]);
     }

@@ -27,6 +27,9 @@
 mod auth;
 mod control;
 mod data;
+/// Fuzz target bodies (`fuzz/`), built for its tests and with the
+/// `fuzzing` feature only.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod listing;

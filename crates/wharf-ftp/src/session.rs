@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use wharf_audit::{Activity, Event};
-use wharf_listen::Admitted;
+use wharf_listen::{Admitted, LoginExpired};
 use wharf_session::{ConnInfo, Session};
 use wharf_vfs::{Error, ErrorKind, Kind, OpenOptions, UserFs, VirtualPath};
 
@@ -96,8 +96,12 @@ impl FtpSession {
                     let _ = self.control.reply(&Reply::new(421, "Server shutting down, closing control connection.")).await;
                     break;
                 }
-                () = self.admitted.login_expired() => {
-                    let _ = self.control.reply(&Reply::new(421, "Login timeout, closing control connection.")).await;
+                why = self.admitted.login_expired() => {
+                    let text = match why {
+                        LoginExpired::Timeout => "Login timeout, closing control connection.",
+                        LoginExpired::Evicted => "Too many connections waiting to log in, closing control connection.",
+                    };
+                    let _ = self.control.reply(&Reply::new(421, text)).await;
                     break;
                 }
                 line = tokio::time::timeout(self.shared.idle_timeout, self.control.line()) => line,

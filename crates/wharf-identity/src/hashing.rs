@@ -22,15 +22,15 @@
 //! before the hash computation it started has finished.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::password::{hash_password, verify_password};
+use crate::password::verify_password;
 
-/// How long a check may wait for a slot before it is refused as busy.
+/// The longest a check may wait for a slot before it is refused as busy.
 pub const WAIT_LIMIT: Duration = Duration::from_secs(5);
 
 /// Waiting checks per slot before new ones are refused at once.
@@ -173,11 +173,15 @@ impl HashQueue {
         })
     }
 
-    /// One slot per core, [`WAITING_PER_PERMIT`] waiters per slot,
-    /// [`WAIT_LIMIT`].
-    pub fn for_this_machine() -> Arc<HashQueue> {
+    /// One slot per core, [`WAITING_PER_PERMIT`] waiters per slot, each
+    /// waiting at most `wait_limit` (capped at [`WAIT_LIMIT`]).
+    pub fn for_this_machine(wait_limit: Duration) -> Arc<HashQueue> {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        HashQueue::new(cores, cores * WAITING_PER_PERMIT, WAIT_LIMIT)
+        HashQueue::new(
+            cores,
+            cores * WAITING_PER_PERMIT,
+            wait_limit.min(WAIT_LIMIT),
+        )
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -266,23 +270,6 @@ impl HashQueue {
             Ok(true) => Verdict::Match,
             _ => Verdict::Mismatch,
         }
-    }
-
-    /// Hashes a new password (administration, not logins), in the same
-    /// slots so that it cannot add to a storm.
-    pub async fn hash(self: &Arc<Self>, password: &str) -> Result<String, String> {
-        let source = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-        let slot = self
-            .slot(source)
-            .await
-            .ok_or("password hashing is busy: try again")?;
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            hash_password(&password)
-        })
-        .await
-        .map_err(|e| format!("cannot hash the password: {e}"))?
     }
 
     /// The most checks that ever ran at once.

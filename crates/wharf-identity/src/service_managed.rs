@@ -377,25 +377,16 @@ pub struct ServiceManaged {
 }
 
 impl ServiceManaged {
-    /// Password checks run in a [`HashQueue`] sized to this machine.
+    /// Password checks run in a [`HashQueue`] sized to this machine, whose
+    /// waiters give up at half the provider's `timeout`: a login the queue
+    /// could not serve is refused as busy (not counted as a guess) rather
+    /// than as a provider timeout (which is).
     pub fn new(users: UserStore, timeout: Duration) -> ServiceManaged {
-        ServiceManaged::with_hash_queue(users, timeout, HashQueue::for_this_machine())
-    }
-
-    pub fn with_hash_queue(
-        users: UserStore,
-        timeout: Duration,
-        hashing: Arc<HashQueue>,
-    ) -> ServiceManaged {
         ServiceManaged {
             users,
             timeout,
-            hashing,
+            hashing: HashQueue::for_this_machine(timeout / 2),
         }
-    }
-
-    pub fn hash_queue(&self) -> &Arc<HashQueue> {
-        &self.hashing
     }
 
     pub fn users(&self) -> &UserStore {

@@ -187,6 +187,19 @@ struct Address {
     last_seen: Instant,
 }
 
+impl Address {
+    fn new(now: Instant) -> Address {
+        Address {
+            failures: Window::new(now),
+            banned_until: None,
+            bans: 0,
+            last_ban_end: None,
+            pending: 0,
+            last_seen: now,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct User {
     failures: Window,
@@ -259,6 +272,16 @@ struct Waiting {
     id: u64,
     state: Arc<AtomicU8>,
     evict: Arc<tokio::sync::Notify>,
+}
+
+impl State {
+    /// One connection of `key` no longer counts as waiting to log in.
+    fn forget_pending(&mut self, key: IpAddr) {
+        self.pending_total = self.pending_total.saturating_sub(1);
+        if let Some(address) = self.addresses.map.get_mut(&key) {
+            address.pending = address.pending.saturating_sub(1);
+        }
+    }
 }
 
 /// [`Admitted`] states.
@@ -334,18 +357,9 @@ impl Guard {
         let exempt = self.exempt(ip);
         let mut state = self.state.lock();
         let total = state.pending_total;
-        let address = state.addresses.entry(
-            key,
-            || Address {
-                failures: Window::new(now),
-                banned_until: None,
-                bans: 0,
-                last_ban_end: None,
-                pending: 0,
-                last_seen: now,
-            },
-            address_worth,
-        );
+        let address = state
+            .addresses
+            .entry(key, || Address::new(now), address_worth);
         address.last_seen = now;
         if let Some(until) = address.banned_until {
             if until > now && !exempt {
@@ -433,10 +447,7 @@ impl Guard {
             .compare_exchange(PENDING, EVICTED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            state.pending_total = state.pending_total.saturating_sub(1);
-            if let Some(address) = state.addresses.map.get_mut(&key) {
-                address.pending = address.pending.saturating_sub(1);
-            }
+            state.forget_pending(key);
             waiting.evict.notify_one();
             self.counters.evicted.fetch_add(1, Ordering::Relaxed);
         }
@@ -444,10 +455,7 @@ impl Guard {
 
     fn release_pending(&self, key: IpAddr, id: u64) {
         let mut state = self.state.lock();
-        state.pending_total = state.pending_total.saturating_sub(1);
-        if let Some(address) = state.addresses.map.get_mut(&key) {
-            address.pending = address.pending.saturating_sub(1);
-        }
+        state.forget_pending(key);
         if let Some(queue) = state.waiting.get_mut(&key) {
             queue.retain(|w| w.id != id);
             if queue.is_empty() {
@@ -469,18 +477,9 @@ impl Guard {
         }
         let config = &self.config;
         let mut state = self.state.lock();
-        let address = state.addresses.entry(
-            ban_key(ip),
-            || Address {
-                failures: Window::new(now),
-                banned_until: None,
-                bans: 0,
-                last_ban_end: None,
-                pending: 0,
-                last_seen: now,
-            },
-            address_worth,
-        );
+        let address = state
+            .addresses
+            .entry(ban_key(ip), || Address::new(now), address_worth);
         address.last_seen = now;
         if address.banned_until.is_some_and(|until| until > now) {
             return None;
@@ -578,6 +577,27 @@ impl Guard {
     }
 }
 
+/// Why a connection that has not logged in must close.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginExpired {
+    /// `login_grace_time` passed.
+    Timeout,
+    /// Closed to make room for a connection from an address with none
+    /// waiting.
+    Evicted,
+}
+
+impl std::fmt::Display for LoginExpired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LoginExpired::Timeout => "no login within login_grace_time",
+            LoginExpired::Evicted => {
+                "too many connections are waiting to log in; the oldest of the busiest address is closed"
+            }
+        })
+    }
+}
+
 /// A connection admitted at accept that has not logged in yet: it counts
 /// against the pending limits until [`Admitted::logged_in`] (or until it is
 /// dropped or evicted), and must log in before its deadline.
@@ -608,20 +628,20 @@ impl Admitted {
     }
 
     /// Resolves at the login deadline if the connection has not logged in
-    /// by then, or when it is evicted to make room; never, once it has
-    /// logged in.
-    pub async fn login_expired(&self) {
+    /// by then, or when it is evicted to make room, saying which; never,
+    /// once it has logged in.
+    pub async fn login_expired(&self) -> LoginExpired {
         let evicted = self.evict.notified();
         tokio::pin!(evicted);
         // Registered before the state is read, so a notification sent in
         // between is not missed.
         evicted.as_mut().enable();
         if self.state.load(Ordering::Acquire) == EVICTED {
-            return;
+            return LoginExpired::Evicted;
         }
         tokio::select! {
             () = tokio::time::sleep_until(self.deadline.into()) => {}
-            () = evicted => return,
+            () = evicted => return LoginExpired::Evicted,
         }
         if self.is_logged_in() {
             std::future::pending::<()>().await;
@@ -630,6 +650,7 @@ impl Admitted {
             .counters
             .login_timeouts
             .fetch_add(1, Ordering::Relaxed);
+        LoginExpired::Timeout
     }
 
     /// The guard, for reporting failures.
@@ -796,9 +817,10 @@ mod tests {
         assert_eq!(g.pending(), PENDING_FULL);
         let (victim_address, victim) = &held[0];
         assert_eq!(*victim_address, first);
-        tokio::time::timeout(Duration::from_secs(5), victim.login_expired())
+        let told = tokio::time::timeout(Duration::from_secs(5), victim.login_expired())
             .await
             .expect("the evicted connection is told at once");
+        assert_eq!(told, LoginExpired::Evicted);
         assert!(!victim.is_logged_in());
         assert_eq!(g.counters.evicted.load(Ordering::Relaxed), 1);
         // The real user is never the victim while others wait more.

@@ -18,8 +18,8 @@ use tokio_util::task::TaskTracker;
 mod guard;
 mod prompt_acks;
 pub use guard::{
-    Admitted, Ban, Guard, GuardConfig, GuardCounters, MAX_PENDING_PER_ADDRESS, PENDING_FULL,
-    PENDING_START, Refusal,
+    Admitted, Ban, Guard, GuardConfig, GuardCounters, LoginExpired, MAX_PENDING_PER_ADDRESS,
+    PENDING_FULL, PENDING_START, Refusal,
 };
 pub use prompt_acks::PromptAcks;
 

@@ -10,6 +10,9 @@
 
 pub mod codec;
 pub mod dispatch;
+/// Fuzz target bodies (`fuzz/`), built for its tests and with the
+/// `fuzzing` feature only.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod pipe;

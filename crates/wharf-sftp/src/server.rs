@@ -360,8 +360,8 @@ impl SftpServer {
         // nothing at all).
         tokio::select! {
             () = session => {}
-            () = admitted.login_expired() => {
-                tracing::info!(%peer, "no login within login_grace_time; closing");
+            why = admitted.login_expired() => {
+                tracing::info!(%peer, "{why}; closing");
             }
         }
     }

@@ -2,6 +2,7 @@
 //! peer programs (an S3 API server, the wharf binary, the OpenSSH and
 //! paramiko clients) and fixtures.
 
+pub mod fuzz;
 pub mod s3;
 pub mod tools;
 pub mod wharf;

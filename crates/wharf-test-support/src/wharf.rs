@@ -135,6 +135,17 @@ impl Wharf {
         self.dir.path().join(relative)
     }
 
+    /// Adds `keys` (TOML lines) to the `[server]` section of a prepared
+    /// server's configuration.
+    pub fn add_server_keys(&self, keys: &str) {
+        let path = self.config_path();
+        let config =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert!(config.contains("[server]\n"), "no [server] section");
+        let config = config.replacen("[server]\n", &format!("[server]\n{keys}\n"), 1);
+        std::fs::write(&path, config).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
     /// Runs `wharf --config <dir>/wharf.toml ARGS`, with `stdin` fed in.
     pub fn cli(&self, args: &[&str], stdin: Option<&str>) -> Output {
         self.cli_env(args, stdin, &[])

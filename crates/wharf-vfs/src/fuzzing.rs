@@ -45,6 +45,7 @@ pub fn vfs_path(data: &[u8]) {
 mod tests {
     use super::*;
 
+    /// A smoke run of the fuzz target over generated inputs.
     #[test]
     fn the_fuzz_target_survives_generated_inputs() {
         let seeds: [&[u8]; 5] = [
@@ -54,26 +55,8 @@ mod tests {
             b"caf\xc3\xa9/\xfe\n\0",
             b"..\n../..",
         ];
-        let mut state = 0xd1b5_4a32_d192_ed03u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
         let alphabet = b"/./a\n\xc3\xa9";
-        for round in 0..20_000u32 {
-            let mut input = seeds[round as usize % seeds.len()].to_vec();
-            for _ in 0..(next() % 6) {
-                let at = (next() as usize) % (input.len() + 1);
-                match next() % 3 {
-                    0 => input.insert(at, alphabet[(next() as usize) % alphabet.len()]),
-                    1 if at < input.len() => input[at] ^= 1 << (next() % 8),
-                    _ => input.truncate(at),
-                }
-            }
-            vfs_path(&input);
-        }
+        wharf_test_support::fuzz::mutated_inputs(&seeds, 20_000, 5, alphabet, vfs_path);
         // Long inputs: many segments, and one segment at the limits.
         vfs_path("a/".repeat(600).as_bytes());
         vfs_path("x".repeat(MAX_SEGMENT_BYTES + 1).as_bytes());

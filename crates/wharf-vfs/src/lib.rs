@@ -20,6 +20,9 @@ mod authorize;
 mod display;
 mod error;
 mod fs;
+/// Fuzz target bodies (`fuzz/`), built for its tests and with the
+/// `fuzzing` feature only.
+#[cfg(any(test, feature = "fuzzing"))]
 #[doc(hidden)]
 pub mod fuzzing;
 mod namespace;

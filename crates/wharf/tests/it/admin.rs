@@ -33,13 +33,7 @@ pub(crate) fn admin_address(wharf: &Wharf) -> String {
 #[test]
 fn metrics_and_health_are_served_for_scraping() {
     let wharf = prepare("");
-    let config = std::fs::read_to_string(wharf.config_path())
-        .unwrap()
-        .replace(
-            "[server]\n",
-            "[server]\nadmin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"20s\"\n",
-        );
-    std::fs::write(wharf.config_path(), config).unwrap();
+    wharf.add_server_keys("admin_listen = \"127.0.0.1:0\"\nshutdown_grace = \"20s\"");
     wharf.add_user(
         "alice",
         Some("alice-pw"),

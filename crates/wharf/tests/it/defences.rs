@@ -16,10 +16,7 @@ fn server(server: &str) -> Wharf {
     let wharf = prepare(&format!(
         "[protocols.ftp]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"{ports}\"\n"
     ));
-    let config = std::fs::read_to_string(wharf.config_path())
-        .unwrap()
-        .replace("[server]\n", &format!("[server]\n{server}\n"));
-    std::fs::write(wharf.config_path(), config).unwrap();
+    wharf.add_server_keys(server);
     for user in ["alice", "bob"] {
         wharf.add_user(
             user,
@@ -116,63 +113,88 @@ fn connections_that_never_log_in_are_closed_and_capped_per_address() {
     }
 }
 
+/// `defences.py silent`: `count` silent connections held from `bind`
+/// until [`SilentFlood::finish`], with logins timed while they are held.
+struct SilentFlood {
+    child: std::process::Child,
+    lines: std::io::Lines<std::io::BufReader<std::process::ChildStdout>>,
+    input: std::process::ChildStdin,
+    /// The script's first line: how many are open.
+    opened: String,
+}
+
+impl SilentFlood {
+    fn start(port: &str, count: usize, bind: &str) -> SilentFlood {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(wharf_test_support::tools::venv_python())
+            .arg(py("defences.py"))
+            .args(["silent", port, &count.to_string(), bind])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let opened = lines.next().unwrap().unwrap();
+        let input = child.stdin.take().unwrap();
+        SilentFlood {
+            child,
+            lines,
+            input,
+            opened,
+        }
+    }
+
+    /// A paramiko login + listing from 127.0.0.1: "login-ms T".
+    fn login(&mut self, port: &str, user: &str, password: &str) -> String {
+        use std::io::Write;
+        writeln!(self.input, "login {port} {user} {password}").unwrap();
+        let login = self.lines.next().unwrap().unwrap();
+        assert!(login.starts_with("login-ms "), "{login}");
+        login
+    }
+
+    /// Closes the connections and checks the script ended well.
+    fn finish(self) {
+        let SilentFlood {
+            mut child, input, ..
+        } = self;
+        drop(input);
+        assert!(child.wait().unwrap().success());
+    }
+}
+
 #[test]
 fn silent_connections_from_one_address_do_not_lock_others_out() {
     let wharf = server("");
     let sftp = wharf.sftp_port().to_string();
-    let mut child = std::process::Command::new(wharf_test_support::tools::venv_python())
-        .arg(py("defences.py"))
-        .args(["silent", &sftp, "40", "127.0.0.2"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::{BufRead, Write};
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
+    let mut flood = SilentFlood::start(&sftp, 40, "127.0.0.2");
     assert_eq!(
-        first,
+        flood.opened,
         format!(
             "open {} closed-at-once {}",
             wharf_listen::MAX_PENDING_PER_ADDRESS,
             40 - wharf_listen::MAX_PENDING_PER_ADDRESS
         )
     );
-    let mut input = child.stdin.take().unwrap();
-    writeln!(input, "login {sftp} alice alice-pw").unwrap();
-    let login = lines.next().unwrap().unwrap();
-    assert!(login.starts_with("login-ms "), "{login}");
+    let login = flood.login(&sftp, "alice", "alice-pw");
     eprintln!("a login while 32 silent connections are held: {login}");
-    drop(input);
-    assert!(child.wait().unwrap().success());
+    flood.finish();
 }
 
 #[test]
 fn silent_connections_from_many_addresses_do_not_lock_a_real_user_out() {
     let wharf = server("admin_listen = \"127.0.0.1:0\"");
     let sftp = wharf.sftp_port().to_string();
-    let flood = wharf_listen::PENDING_FULL + 200;
-    let mut child = std::process::Command::new(wharf_test_support::tools::venv_python())
-        .arg(py("defences.py"))
-        .args(["silent", &sftp, &flood.to_string(), "spread"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::{BufRead, Write};
-    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    assert!(first.starts_with("open "), "{first}");
-    // Every connection was accepted by the kernel; the guard admitted new
-    // addresses and, at PENDING_FULL, evicted the heaviest's oldest.
-    let mut input = child.stdin.take().unwrap();
-    writeln!(input, "login {sftp} alice alice-pw").unwrap();
-    let login = lines.next().unwrap().unwrap();
-    assert!(login.starts_with("login-ms "), "{login}");
-    eprintln!("a login while {flood} silent connections from {flood} addresses are held: {login}");
+    let count = wharf_listen::PENDING_FULL + 200;
+    // One connection from each of `count` addresses: every one is accepted
+    // by the kernel; the guard admits new addresses and, at PENDING_FULL,
+    // evicts the heaviest address's oldest.
+    let mut flood = SilentFlood::start(&sftp, count, "spread");
+    assert!(flood.opened.starts_with("open "), "{}", flood.opened);
+    let login = flood.login(&sftp, "alice", "alice-pw");
+    eprintln!("a login while {count} silent connections from {count} addresses are held: {login}");
     let (evicted, pending) = scrape_guard(&wharf);
-    drop(input);
-    assert!(child.wait().unwrap().success());
+    flood.finish();
     assert!(evicted > 0.0, "nothing was evicted");
     assert!(
         pending <= wharf_listen::PENDING_FULL as f64,

@@ -34,10 +34,7 @@ fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Durat
 /// A server where alice may have one session at a time, with a 64 MiB file.
 fn one_session_each() -> Wharf {
     let wharf = prepare("");
-    let config = std::fs::read_to_string(wharf.config_path())
-        .unwrap()
-        .replace("[server]\n", "[server]\nmax_sessions_per_user = 1\n");
-    std::fs::write(wharf.config_path(), config).unwrap();
+    wharf.add_server_keys("max_sessions_per_user = 1");
     wharf.add_user(
         "alice",
         Some("alice-pw"),
@@ -128,10 +125,7 @@ fn an_abandoned_paramiko_get_frees_the_session() {
 #[test]
 fn open_files_are_capped_per_user_with_a_clear_error() {
     let wharf = prepare("");
-    let config = std::fs::read_to_string(wharf.config_path())
-        .unwrap()
-        .replace("[server]\n", "[server]\nmax_handles_per_user = 8\n");
-    std::fs::write(wharf.config_path(), config).unwrap();
+    wharf.add_server_keys("max_handles_per_user = 8");
     for user in ["alice", "bob"] {
         wharf.add_user(
             user,

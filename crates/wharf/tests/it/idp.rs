@@ -68,6 +68,15 @@ fn a_lambda_handler_answers_password_and_key_logins_from_openssh() {
                     "HomeDirectoryDetails": "[{\"Entry\": \"/\", \"Target\": \"/default/alice\"}]",
                     "SessionTags": {"team": "blue"}
                 }
+            },
+            // A key the provider restricts with authorized_keys options.
+            "carol": {
+                "password": "unused-pw",
+                "keys": [format!("from=\"127.0.0.2\",restrict {public}")],
+                "response": {
+                    "HomeDirectoryType": "LOGICAL",
+                    "HomeDirectoryDetails": "[{\"Entry\": \"/\", \"Target\": \"/default/carol\"}]"
+                }
             }
         })
         .to_string(),
@@ -141,6 +150,30 @@ fn a_lambda_handler_answers_password_and_key_logins_from_openssh() {
         .status
         .success()
     );
+    // The provider's from= option is enforced: carol's key works from
+    // 127.0.0.2 only.
+    let carol = |bind: &str| {
+        sftp_batch(
+            wharf.sftp_port(),
+            "carol",
+            &Login::Key(ssh_key("client_alice").0),
+            "ls\n",
+            dir,
+            &["-o", &format!("BindAddress={bind}")],
+        )
+        .status
+        .success()
+    };
+    assert!(carol("127.0.0.2"));
+    assert!(!carol("127.0.0.1"));
+    wharf.wait_for_log("from= refusal of a provider's key", |l| {
+        l["activity-type"] == "AUTH_FAILURE"
+            && l["user"] == "carol"
+            && l["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("from= list does not include 127.0.0.1")
+    });
     let denied = wharf.wait_for_log("lambda denial", |l| {
         l["activity-type"] == "AUTH_FAILURE" && l["method"] == "password"
     });

@@ -54,12 +54,7 @@ fn malformed_packets_close_only_their_channel() {
 #[test]
 fn max_sessions_per_user() {
     let wharf = prepare("");
-    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
-    std::fs::write(
-        wharf.config_path(),
-        config.replace("[server]\n", "[server]\nmax_sessions_per_user = 1\n"),
-    )
-    .unwrap();
+    wharf.add_server_keys("max_sessions_per_user = 1");
     wharf.add_user("alice", Some("alice-pw"), &[]);
     let wharf = wharf.start();
     run(&wharf, &["session_limit"]);
@@ -75,12 +70,7 @@ fn max_sessions_per_user() {
 #[test]
 fn idle_sessions_are_closed() {
     let wharf = prepare("");
-    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
-    std::fs::write(
-        wharf.config_path(),
-        config.replace("[server]\n", "[server]\nidle_timeout = \"2s\"\n"),
-    )
-    .unwrap();
+    wharf.add_server_keys("idle_timeout = \"2s\"");
     wharf.add_user("alice", Some("alice-pw"), &[]);
     let wharf = wharf.start();
     run(&wharf, &["idle_timeout"]);

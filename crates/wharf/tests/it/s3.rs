@@ -209,10 +209,7 @@ fn a_dropped_upload_leaves_no_object_and_no_multipart_upload() {
 fn sigterm_aborts_an_unfinished_s3_upload_before_exiting() {
     let moto = S3Server::start();
     let wharf = prepare_s3_wharf(&moto, "");
-    let config = std::fs::read_to_string(wharf.config_path())
-        .unwrap()
-        .replace("[server]\n", "[server]\nshutdown_grace = \"1s\"\n");
-    std::fs::write(wharf.config_path(), config).unwrap();
+    wharf.add_server_keys("shutdown_grace = \"1s\"");
     let (key, public) = ssh_key("client_alice");
     wharf.add_user(
         "alice",

@@ -448,15 +448,7 @@ fn garbage_on_the_socket_does_not_stop_the_server() {
 #[test]
 fn banner_and_graceful_stop() {
     let wharf = prepare("");
-    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
-    std::fs::write(
-        wharf.config_path(),
-        config.replace(
-            "[server]\n",
-            "[server]\nbanner = \"Authorised users only\"\n",
-        ),
-    )
-    .unwrap();
+    wharf.add_server_keys("banner = \"Authorised users only\"");
     wharf.add_user("alice", Some("alice-pw"), &[]);
     let wharf = wharf.start();
     let out = sftp_batch(
