@@ -294,6 +294,15 @@ impl Wharf {
         }
     }
 
+    /// Waits for an AUTH_FAILURE of `user` whose reason contains `reason`.
+    pub fn wait_for_auth_failure(&self, user: &str, reason: &str) -> Value {
+        self.wait_for_log(&format!("AUTH_FAILURE of {user}: {reason}"), |l| {
+            l["activity-type"] == "AUTH_FAILURE"
+                && l["user"] == user
+                && l["reason"].as_str().unwrap_or("").contains(reason)
+        })
+    }
+
     /// Lines with this activity type.
     pub fn activities(&self, activity: &str) -> Vec<Value> {
         self.log()
