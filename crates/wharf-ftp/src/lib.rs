@@ -25,6 +25,7 @@
 //!   memory does not grow with the size of a directory.
 
 mod auth;
+pub mod config;
 mod control;
 mod data;
 /// Fuzz target bodies (`fuzz/`), built for its tests and with the

@@ -12,6 +12,7 @@
 //! semantics; the caller passes what validation needs in a
 //! [`ValidationContext`].
 
+pub mod config;
 pub mod hashing;
 mod keys;
 mod password;

@@ -114,27 +114,27 @@ fn assert_denied(result: &(Option<Answer>, Result<Identity, Denial>), status: u1
 }
 
 fn lambda(url: &str, timeout: Duration) -> LambdaProvider {
-    LambdaProvider::new(LambdaConfig {
-        url: url.into(),
-        timeout,
-    })
-    .unwrap()
+    LambdaProvider::new(LambdaConfig { url: url.into() }, timeout).unwrap()
 }
 
 fn api_gateway(url: &str, header: PasswordHeader) -> ApiGatewayProvider {
-    ApiGatewayProvider::new(ApiGatewayConfig {
-        url: url.into(),
-        timeout: Duration::from_secs(10),
-        password_header: header,
-    })
+    ApiGatewayProvider::new(
+        ApiGatewayConfig {
+            url: url.into(),
+            password_header: header,
+        },
+        Duration::from_secs(10),
+    )
     .unwrap()
 }
 
 fn command(argv: &[&str], timeout: Duration) -> CommandProvider {
-    CommandProvider::new(CommandConfig {
-        argv: argv.iter().map(|s| s.to_string()).collect(),
+    CommandProvider::new(
+        CommandConfig {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+        },
         timeout,
-    })
+    )
     .unwrap()
 }
 
@@ -633,11 +633,13 @@ async fn http_timeout_denies_within_the_timeout() {
     assert_denied(&result, 504, "did not answer within");
     assert!(took >= timeout && took < timeout + SLACK, "{took:?}");
 
-    let gateway = ApiGatewayProvider::new(ApiGatewayConfig {
-        url: format!("http://{addr}"),
+    let gateway = ApiGatewayProvider::new(
+        ApiGatewayConfig {
+            url: format!("http://{addr}"),
+            password_header: PasswordHeader::Password,
+        },
         timeout,
-        password_header: PasswordHeader::Password,
-    })
+    )
     .unwrap();
     let started = Instant::now();
     assert_denied(

@@ -9,6 +9,7 @@
 //! `wharf-policy`.
 
 pub mod codec;
+pub mod config;
 pub mod dispatch;
 /// Fuzz target bodies (`fuzz/`), built for its tests and with the
 /// `fuzzing` feature only.

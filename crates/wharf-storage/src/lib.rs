@@ -10,6 +10,7 @@
 //! directories or protocols. It never decides *whether* an operation is
 //! allowed (that is `wharf-vfs` with the policy engine); it only does it.
 
+pub mod config;
 pub mod filesystem;
 pub mod s3;
 

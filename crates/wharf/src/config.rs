@@ -1,18 +1,30 @@
 //! `wharf.toml`: loading, environment overrides, and validation that
 //! reports every problem by its dotted key path.
 //!
-//! The file is read into a TOML tree, `WHARF__SECTION__KEY` variables are
-//! applied to the tree, and then a walker converts it into plain structs,
-//! collecting errors instead of stopping at the first. Unknown keys are
-//! errors. Relative paths are relative to the config file's directory.
+//! The file is read into a TOML tree and `WHARF__SECTION__KEY` variables
+//! are applied to it ([`wharf_config::Document`]); then each section is
+//! read into the type of the crate that uses it (`[storage.NAME]`:
+//! `wharf_storage::config`, `[identity_provider]`: `wharf_identity::config`,
+//! `[protocols.*]`: the front-ends' `config` modules; `[server]`, `[roles]`
+//! and `[cluster]` here), every problem collected with its key path; and a
+//! semantic pass ([`Config::validate`]) checks what the types cannot say.
+//! Unknown keys are errors. Relative paths are relative to the config
+//! file's directory. What the parts are built from the result is
+//! `wiring.rs`, shared by `check-config` and `serve`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use toml::{Table, Value};
+use serde::Deserialize;
+use wharf_config::values::{self, Database};
+use wharf_config::{Document, Problems, section};
+use wharf_ftp::config::{FtpSection, FtpsSection};
+use wharf_identity::config::{IdentityProviderConfig, ProviderConfig};
+use wharf_sftp::SecurityPolicy;
+use wharf_sftp::config::SftpSection;
+use wharf_storage::config::StoreConfig;
 
 /// The embedded default of SPEC section 7.
 pub const EMBEDDED_DEFAULT: &str = r#"
@@ -33,91 +45,112 @@ root = "wharf-data/storage/default"
 type = "service_managed"
 "#;
 
-#[derive(Debug, Clone)]
+/// `[server]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
+    /// Sent to identity providers as `serverId`; `None`: one generated once
+    /// and kept in `data_dir`.
+    #[serde(deserialize_with = "values::optional_string::deserialize")]
     pub server_id: Option<String>,
+    #[serde(deserialize_with = "values::path::deserialize")]
     pub data_dir: PathBuf,
+    #[serde(deserialize_with = "values::paths::deserialize")]
     pub host_keys: Vec<PathBuf>,
     pub banner: String,
-    pub security_policy: String,
+    #[serde(deserialize_with = "wharf_sftp::config::security_policy")]
+    pub security_policy: SecurityPolicy,
     pub max_sessions_per_user: usize,
+    #[serde(with = "values::size")]
     pub max_memory_per_user: u64,
+    #[serde(with = "values::size")]
     pub max_memory: u64,
     pub max_handles_per_user: u32,
+    #[serde(with = "values::duration")]
     pub idle_timeout: Duration,
+    #[serde(with = "values::duration")]
     pub login_grace_time: Duration,
     pub proxy_protocol: bool,
+    #[serde(with = "values::cidrs")]
+    pub proxy_trusted: Vec<ipnet::IpNet>,
     pub ban_after_failures: u32,
+    #[serde(with = "values::duration")]
     pub ban_window: Duration,
+    #[serde(with = "values::duration")]
     pub ban_time: Duration,
+    #[serde(with = "values::cidrs")]
     pub ban_exempt: Vec<ipnet::IpNet>,
+    #[serde(with = "values::duration")]
     pub shutdown_grace: Duration,
+    #[serde(with = "values::optional_address")]
     pub admin_listen: Option<SocketAddr>,
 }
 
-#[derive(Debug, Clone)]
-pub struct SftpProtocol {
-    pub listen: SocketAddr,
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        let minutes = |m: u64| Duration::from_secs(m * 60);
+        ServerConfig {
+            server_id: None,
+            data_dir: PathBuf::from("wharf-data"),
+            host_keys: Vec::new(),
+            banner: String::new(),
+            security_policy: SecurityPolicy::Wharf2025_11,
+            max_sessions_per_user: 0,
+            max_memory_per_user: 128 << 20,
+            max_memory: 1 << 30,
+            max_handles_per_user: 1024,
+            idle_timeout: minutes(15),
+            login_grace_time: Duration::from_secs(60),
+            proxy_protocol: false,
+            proxy_trusted: Vec::new(),
+            ban_after_failures: 20,
+            ban_window: minutes(5),
+            ban_time: minutes(15),
+            ban_exempt: Vec::new(),
+            shutdown_grace: Duration::from_secs(30),
+            admin_listen: None,
+        }
+    }
 }
 
-#[derive(Debug, Clone)]
-pub struct FtpsProtocol {
-    pub listen: SocketAddr,
-    pub certificate: Option<PathBuf>,
-    pub private_key: Option<PathBuf>,
-    pub passive_ports: RangeInclusive<u16>,
-    pub passive_address: Option<String>,
-    pub tls_session_resumption: String,
+/// `[protocols]`: a protocol runs if and only if its section is present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Protocols {
+    pub sftp: Option<SftpSection>,
+    pub ftps: Option<FtpsSection>,
+    pub ftp: Option<FtpSection>,
 }
 
-#[derive(Debug, Clone)]
-pub struct FtpProtocol {
-    pub listen: SocketAddr,
-    pub passive_ports: RangeInclusive<u16>,
-}
-
-#[derive(Debug, Clone)]
-pub enum StorageKind {
-    Filesystem {
-        root: PathBuf,
-    },
-    S3 {
-        bucket: String,
-        endpoint: Option<String>,
-        region: String,
-        path_style: bool,
-        access_key_id: Option<String>,
-        secret_access_key: Option<String>,
-        server_side_encryption: Option<String>,
-        kms_key_id: Option<String>,
-        upload_part_size: u64,
-        upload_concurrency: usize,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub struct StorageConfig {
-    pub kind: StorageKind,
-    pub bucket_policy: Option<PathBuf>,
-}
-
-#[derive(Debug, Clone)]
+/// `[roles.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RoleConfig {
+    /// Empty: `arn:aws:iam::000000000000:role/NAME`.
     pub arn: String,
+    #[serde(deserialize_with = "values::paths::deserialize")]
     pub policies: Vec<PathBuf>,
     pub tags: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone)]
-pub struct IdentityConfig {
-    pub kind: String,
-    pub database: Option<String>,
-    pub url: Option<String>,
-    pub command: Vec<String>,
-    pub timeout: Duration,
-    pub cache_ttl: Duration,
-    pub password_header: String,
-    pub sftp_authentication_methods: String,
+/// `[cluster]`: several nodes as one service (SPEC section 8).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub database: Database,
+    #[serde(deserialize_with = "values::optional_string::deserialize")]
+    pub node_id: Option<String>,
+}
+
+/// The sections read by serde directly; `[storage.NAME]` and
+/// `[identity_provider]` are tagged and read on their own.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Plain {
+    server: ServerConfig,
+    protocols: Protocols,
+    roles: BTreeMap<String, RoleConfig>,
+    cluster: Option<ClusterConfig>,
 }
 
 /// A loaded and validated configuration.
@@ -126,12 +159,13 @@ pub struct Config {
     /// The file it came from, `None` for the embedded default.
     pub file: Option<PathBuf>,
     pub server: ServerConfig,
-    pub sftp: Option<SftpProtocol>,
-    pub ftps: Option<FtpsProtocol>,
-    pub ftp: Option<FtpProtocol>,
-    pub storage: BTreeMap<String, StorageConfig>,
+    pub sftp: Option<SftpSection>,
+    pub ftps: Option<FtpsSection>,
+    pub ftp: Option<FtpSection>,
+    pub storage: BTreeMap<String, StoreConfig>,
     pub roles: BTreeMap<String, RoleConfig>,
-    pub identity: IdentityConfig,
+    pub identity: IdentityProviderConfig,
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -139,11 +173,105 @@ impl Config {
         self.file.is_none()
     }
 
-    pub fn user_database(&self) -> PathBuf {
-        match &self.identity.database {
-            Some(database) => PathBuf::from(database.strip_prefix("sqlite://").unwrap_or(database)),
-            None => self.server.data_dir.join("users.db"),
+    /// Where `wharf user` finds service-managed users: the configured
+    /// database, else `users.db` in `data_dir`.
+    pub fn user_database(&self) -> Database {
+        match &self.identity.provider {
+            ProviderConfig::ServiceManaged(users) => users.database(&self.server.data_dir),
+            _ => Database::Sqlite(self.server.data_dir.join("users.db")),
         }
+    }
+
+    /// What the types cannot say: ranges, keys that go together, what is
+    /// specified but not built yet (refused, never ignored).
+    fn validate(&self, problems: &mut Problems) {
+        self.server.validate(problems);
+        if let Some(ftps) = &self.ftps {
+            ftps.validate("protocols.ftps", problems);
+        }
+        for (name, store) in &self.storage {
+            store.validate(&format!("storage.{name}"), problems);
+        }
+        for (name, role) in &self.roles {
+            if !role.arn.starts_with("arn:") {
+                problems.push(
+                    &format!("roles.{name}.arn"),
+                    format!("{:?} is not an ARN", role.arn),
+                );
+            }
+        }
+        self.identity.validate("identity_provider", problems);
+        if let Some(cluster) = &self.cluster
+            && cluster.database != Database::Default
+        {
+            problems.push(
+                "cluster.database",
+                "a shared cluster database is not available in this build yet",
+            );
+        }
+        if self.storage.is_empty() {
+            problems.push("storage", "at least one [storage.NAME] section is needed");
+        }
+    }
+}
+
+impl ServerConfig {
+    fn validate(&self, problems: &mut Problems) {
+        let mut check = |ok: bool, key: &str, message: &str| {
+            if !ok {
+                problems.push(&format!("server.{key}"), message);
+            }
+        };
+        if let Some(id) = &self.server_id {
+            check(
+                id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+                "server_id",
+                "use letters, digits and '-' (at most 64)",
+            );
+        }
+        for (key, value) in [
+            ("max_memory_per_user", self.max_memory_per_user),
+            ("max_memory", self.max_memory),
+        ] {
+            check(
+                (4 << 20..=1 << 40).contains(&value),
+                key,
+                "must be between 4MiB and 1TiB",
+            );
+        }
+        check(
+            self.max_sessions_per_user <= 1_000_000,
+            "max_sessions_per_user",
+            "must be at most 1000000",
+        );
+        check(
+            (1..=1_000_000).contains(&self.max_handles_per_user),
+            "max_handles_per_user",
+            "must be between 1 and 1000000",
+        );
+        check(
+            !self.login_grace_time.is_zero(),
+            "login_grace_time",
+            "must be more than 0s",
+        );
+        check(
+            (10..=1_000_000).contains(&self.ban_after_failures),
+            "ban_after_failures",
+            "must be between 10 and 1000000 (SPEC: never fewer than 10 failures)",
+        );
+        check(
+            !self.ban_window.is_zero(),
+            "ban_window",
+            "must be more than 0s",
+        );
+        check(!self.ban_time.is_zero(), "ban_time", "must be more than 0s");
+        // Fail closed on what is specified but not built yet: a PROXY header
+        // ignored would make every client look like the load balancer.
+        check(
+            !self.proxy_protocol,
+            "proxy_protocol",
+            "PROXY protocol support is not available in this build yet",
+        );
     }
 }
 
@@ -161,817 +289,93 @@ pub fn locate(explicit: Option<&Path>) -> Option<PathBuf> {
 
 /// Reads, overrides and validates. `Err` holds every problem found.
 pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, Vec<String>> {
-    let (text, base) = match file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| vec![format!("cannot read {}: {e}", path.display())])?;
-            let base = path
-                .parent()
-                .map(Path::to_owned)
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or_else(|| PathBuf::from("."));
-            (text, base)
+    let document = match file {
+        Some(path) => Document::read(path, env),
+        None => Document::parse(EMBEDDED_DEFAULT, None, PathBuf::from("."), env),
+    }
+    .map_err(Problems::into_vec)?;
+    let mut problems = Problems::default();
+    let config = document.read_sections(|| read(document.clone(), &mut problems));
+    match config {
+        Some(config) if problems.is_empty() => {
+            config.validate(&mut problems);
+            problems.into_result(config).map_err(Problems::into_vec)
         }
-        None => (EMBEDDED_DEFAULT.to_owned(), PathBuf::from(".")),
-    };
-    let mut tree: Table = text.parse().map_err(|e: toml::de::Error| {
-        let name = file
-            .map(|f| f.display().to_string())
-            .unwrap_or_else(|| "embedded default".into());
-        vec![format!("{name}: {}", e.to_string().trim())]
-    })?;
-    let mut errors = Vec::new();
-    apply_env(&mut tree, env, &mut errors);
-    let config = convert(&tree, &base, file, &mut errors);
-    if errors.is_empty() {
-        config.ok_or_else(|| vec!["invalid configuration".to_owned()])
-    } else {
-        Err(errors)
+        _ => Err(problems.into_vec()),
     }
 }
 
-/// Applies `WHARF__SECTION__KEY=value` overrides. A value is read as TOML
-/// when it parses as one (`5`, `true`, `["a"]`), else as a string. Names
-/// match existing keys case-insensitively; new keys are lowercased.
-fn apply_env(tree: &mut Table, env: &[(String, String)], errors: &mut Vec<String>) {
-    for (name, value) in env {
-        let Some(rest) = name.strip_prefix("WHARF__") else {
-            continue;
-        };
-        let parts: Vec<&str> = rest.split("__").collect();
-        if parts.iter().any(|p| p.is_empty()) {
-            errors.push(format!("{name}: malformed override (WHARF__SECTION__KEY)"));
-            continue;
-        }
-        let parsed = format!("v = {value}")
-            .parse::<Table>()
-            .ok()
-            .and_then(|mut t| t.remove("v"))
-            .unwrap_or_else(|| Value::String(value.clone()));
-        let mut table = &mut *tree;
-        for (i, part) in parts.iter().enumerate() {
-            let key = table
-                .keys()
-                .find(|k| k.eq_ignore_ascii_case(part))
-                .cloned()
-                .unwrap_or_else(|| part.to_ascii_lowercase());
-            if i == parts.len() - 1 {
-                table.insert(key, parsed.clone());
-                break;
+/// Every section into its type (`None` after recording any problem).
+fn read(mut document: Document, problems: &mut Problems) -> Option<Config> {
+    let storage = document.take("storage");
+    let identity = document.take("identity_provider");
+    let base = document.base.clone();
+    let file = document.file.clone();
+    let plain = section::<Plain>(document.into_value(), "", problems);
+    let storage = read_storage(storage, problems);
+    let identity = IdentityProviderConfig::read(identity, "identity_provider", problems);
+    let (plain, storage, identity) = (plain?, storage?, identity?);
+    let mut server = plain.server;
+    if server.data_dir.is_relative() {
+        // The default, like a configured path, is relative to the file.
+        server.data_dir = base.join(&server.data_dir);
+    }
+    let roles = plain
+        .roles
+        .into_iter()
+        .map(|(name, mut role)| {
+            if role.arn.is_empty() {
+                role.arn = format!("arn:aws:iam::000000000000:role/{name}");
             }
-            let entry = table
-                .entry(key.clone())
-                .or_insert_with(|| Value::Table(Table::new()));
-            match entry {
-                Value::Table(inner) => table = inner,
-                _ => {
-                    errors.push(format!("{name}: {key} is not a section"));
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// Walks one table, recording what was read and every problem.
-struct Section<'a> {
-    path: String,
-    table: &'a Table,
-    used: BTreeSet<&'a str>,
-}
-
-fn type_name(value: &Value) -> &'static str {
-    match value {
-        Value::String(_) => "a string",
-        Value::Integer(_) => "an integer",
-        Value::Float(_) => "a float",
-        Value::Boolean(_) => "a boolean",
-        Value::Datetime(_) => "a datetime",
-        Value::Array(_) => "a list",
-        Value::Table(_) => "a table",
-    }
-}
-
-impl<'a> Section<'a> {
-    fn new(path: impl Into<String>, table: &'a Table) -> Section<'a> {
-        Section {
-            path: path.into(),
-            table,
-            used: BTreeSet::new(),
-        }
-    }
-
-    fn key(&self, key: &str) -> String {
-        if self.path.is_empty() {
-            key.to_owned()
-        } else {
-            format!("{}.{key}", self.path)
-        }
-    }
-
-    fn get(&mut self, key: &'a str) -> Option<&'a Value> {
-        self.used.insert(key);
-        self.table.get(key)
-    }
-
-    fn string(&mut self, errors: &mut Vec<String>, key: &'a str, default: &str) -> String {
-        match self.get(key) {
-            None => default.to_owned(),
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => {
-                errors.push(format!(
-                    "{}: expected a string, got {}",
-                    self.key(key),
-                    type_name(other)
-                ));
-                default.to_owned()
-            }
-        }
-    }
-
-    /// A string where "" means "not set".
-    fn optional(&mut self, errors: &mut Vec<String>, key: &'a str) -> Option<String> {
-        Some(self.string(errors, key, "")).filter(|s| !s.is_empty())
-    }
-
-    fn boolean(&mut self, errors: &mut Vec<String>, key: &'a str, default: bool) -> bool {
-        match self.get(key) {
-            None => default,
-            Some(Value::Boolean(b)) => *b,
-            Some(other) => {
-                errors.push(format!(
-                    "{}: expected true or false, got {}",
-                    self.key(key),
-                    type_name(other)
-                ));
-                default
-            }
-        }
-    }
-
-    fn integer(
-        &mut self,
-        errors: &mut Vec<String>,
-        key: &'a str,
-        default: i64,
-        range: RangeInclusive<i64>,
-    ) -> i64 {
-        match self.get(key) {
-            None => default,
-            Some(Value::Integer(n)) if range.contains(n) => *n,
-            Some(Value::Integer(n)) => {
-                errors.push(format!(
-                    "{}: {n} is out of range ({} to {})",
-                    self.key(key),
-                    range.start(),
-                    range.end()
-                ));
-                default
-            }
-            Some(other) => {
-                errors.push(format!(
-                    "{}: expected an integer, got {}",
-                    self.key(key),
-                    type_name(other)
-                ));
-                default
-            }
-        }
-    }
-
-    fn duration(&mut self, errors: &mut Vec<String>, key: &'a str, default: &str) -> Duration {
-        let text = self.string(errors, key, default);
-        match parse_duration(&text) {
-            Ok(d) => d,
-            Err(e) => {
-                errors.push(format!("{}: {e}", self.key(key)));
-                parse_duration(default).unwrap_or_default()
-            }
-        }
-    }
-
-    fn size(&mut self, errors: &mut Vec<String>, key: &'a str, default: &str) -> u64 {
-        let text = match self.get(key) {
-            Some(Value::Integer(n)) if *n >= 0 => n.to_string(),
-            _ => {
-                self.used.remove(key);
-                self.string(errors, key, default)
-            }
-        };
-        match parse_size(&text) {
-            Ok(n) => n,
-            Err(e) => {
-                errors.push(format!("{}: {e}", self.key(key)));
-                parse_size(default).unwrap_or(0)
-            }
-        }
-    }
-
-    fn strings(&mut self, errors: &mut Vec<String>, key: &'a str) -> Vec<String> {
-        match self.get(key) {
-            None => Vec::new(),
-            Some(Value::Array(items)) => items
-                .iter()
-                .enumerate()
-                .filter_map(|(i, item)| match item {
-                    Value::String(s) => Some(s.clone()),
-                    other => {
-                        errors.push(format!(
-                            "{}[{i}]: expected a string, got {}",
-                            self.key(key),
-                            type_name(other)
-                        ));
-                        None
-                    }
-                })
-                .collect(),
-            Some(other) => {
-                errors.push(format!(
-                    "{}: expected a list of strings, got {}",
-                    self.key(key),
-                    type_name(other)
-                ));
-                Vec::new()
-            }
-        }
-    }
-
-    fn string_map(&mut self, errors: &mut Vec<String>, key: &'a str) -> BTreeMap<String, String> {
-        match self.get(key) {
-            None => BTreeMap::new(),
-            Some(Value::Table(table)) => table
-                .iter()
-                .filter_map(|(k, v)| match v {
-                    Value::String(s) => Some((k.clone(), s.clone())),
-                    other => {
-                        errors.push(format!(
-                            "{}.{k}: expected a string, got {}",
-                            self.key(key),
-                            type_name(other)
-                        ));
-                        None
-                    }
-                })
-                .collect(),
-            Some(other) => {
-                errors.push(format!(
-                    "{}: expected a table, got {}",
-                    self.key(key),
-                    type_name(other)
-                ));
-                BTreeMap::new()
-            }
-        }
-    }
-
-    fn table(&mut self, errors: &mut Vec<String>, key: &'a str) -> Option<&'a Table> {
-        match self.get(key) {
-            None => None,
-            Some(Value::Table(table)) => Some(table),
-            Some(other) => {
-                errors.push(format!(
-                    "{}: expected a section, got {}",
-                    self.key(key),
-                    type_name(other)
-                ));
-                None
-            }
-        }
-    }
-
-    fn address(
-        &mut self,
-        errors: &mut Vec<String>,
-        key: &'a str,
-        default: &str,
-    ) -> Option<SocketAddr> {
-        let text = self.string(errors, key, default);
-        if text.is_empty() {
-            return None;
-        }
-        match text.parse() {
-            Ok(addr) => Some(addr),
-            Err(_) => {
-                errors.push(format!(
-                    "{}: {text:?} is not an address like 127.0.0.1:2222",
-                    self.key(key)
-                ));
-                None
-            }
-        }
-    }
-
-    fn ports(
-        &mut self,
-        errors: &mut Vec<String>,
-        key: &'a str,
-        default: &str,
-    ) -> RangeInclusive<u16> {
-        let text = self.string(errors, key, default);
-        let parsed = text.split_once('-').and_then(|(a, b)| {
-            let (a, b) = (a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?);
-            (a > 0 && a <= b).then_some(a..=b)
-        });
-        parsed.unwrap_or_else(|| {
-            errors.push(format!(
-                "{}: {text:?} is not a port range like 50000-50100",
-                self.key(key)
-            ));
-            50000..=50100
-        })
-    }
-
-    /// Reports keys that were never read.
-    fn finish(self, errors: &mut Vec<String>) {
-        for key in self.table.keys() {
-            if !self.used.contains(key.as_str()) {
-                errors.push(format!("{}: unknown key", self.key(key)));
-            }
-        }
-    }
-}
-
-fn resolve(base: &Path, path: &str) -> PathBuf {
-    let path = PathBuf::from(path);
-    if path.is_absolute() {
-        path
-    } else {
-        base.join(path)
-    }
-}
-
-/// `http://host[:port][/path]` or `https://...`: a scheme, `://` and a
-/// host. (The s3 store's constructor parses it again, as a URL.)
-fn is_http_url(text: &str) -> bool {
-    let Some(rest) = text
-        .strip_prefix("http://")
-        .or_else(|| text.strip_prefix("https://"))
-    else {
-        return false;
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let host = authority.rsplit('@').next().unwrap_or("");
-    !host.is_empty() && !host.starts_with(':') && !text.chars().any(char::is_whitespace)
-}
-
-/// `15m`, `30s`, `1h30m`, `500ms`, `0s`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("{text:?} is not a duration like 30s, 15m or 1h");
-    let text = text.trim();
-    if text.is_empty() {
-        return Err(bad());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(bad());
-        }
-        let number: u64 = rest[..digits].parse().map_err(|_| bad())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let part = match unit {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.saturating_mul(60)),
-            "h" => Duration::from_secs(number.saturating_mul(3600)),
-            "d" => Duration::from_secs(number.saturating_mul(86400)),
-            _ => return Err(bad()),
-        };
-        total = total.saturating_add(part);
-    }
-    Ok(total)
-}
-
-/// `8MiB`, `5MB`, `1GiB`, `4096`.
-pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let bad = || format!("{text:?} is not a size like 8MiB");
-    let number: u64 = text[..digits].parse().map_err(|_| bad())?;
-    let factor: u64 = match text[digits..].trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return Err(bad()),
-    };
-    number.checked_mul(factor).ok_or_else(bad)
-}
-
-fn convert(
-    tree: &Table,
-    base: &Path,
-    file: Option<&Path>,
-    errors: &mut Vec<String>,
-) -> Option<Config> {
-    let mut top = Section::new("", tree);
-    let empty = Table::new();
-
-    let server_table = top.table(errors, "server").unwrap_or(&empty);
-    let mut s = Section::new("server", server_table);
-    let server_id = s.optional(errors, "server_id");
-    if let Some(id) = &server_id
-        && (id.len() > 64 || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
-    {
-        errors.push("server.server_id: use letters, digits and '-' (at most 64)".to_owned());
-    }
-    let data_dir = resolve(base, &s.string(errors, "data_dir", "wharf-data"));
-    let host_keys = s
-        .strings(errors, "host_keys")
-        .iter()
-        .map(|p| resolve(base, p))
-        .collect();
-    let banner = s.string(errors, "banner", "");
-    let security_policy = s.string(errors, "security_policy", "wharf-2025-11");
-    if wharf_sftp::SecurityPolicy::parse(&security_policy).is_none() {
-        errors.push(format!(
-            "server.security_policy: {security_policy:?} is not a known policy ({})",
-            wharf_sftp::SecurityPolicy::NAMES.join(", ")
-        ));
-    }
-    let max_sessions_per_user =
-        s.integer(errors, "max_sessions_per_user", 0, 0..=1_000_000) as usize;
-    let max_memory_per_user = s.size(errors, "max_memory_per_user", "128MiB");
-    let max_memory = s.size(errors, "max_memory", "1GiB");
-    for (key, value) in [
-        ("max_memory_per_user", max_memory_per_user),
-        ("max_memory", max_memory),
-    ] {
-        if !(4 << 20..=1 << 40).contains(&value) {
-            errors.push(format!("server.{key}: must be between 4MiB and 1TiB"));
-        }
-    }
-    let max_handles_per_user =
-        s.integer(errors, "max_handles_per_user", 1024, 1..=1_000_000) as u32;
-    let idle_timeout = s.duration(errors, "idle_timeout", "15m");
-    let login_grace_time = s.duration(errors, "login_grace_time", "60s");
-    if login_grace_time.is_zero() {
-        errors.push("server.login_grace_time: must be more than 0s".to_owned());
-    }
-    let proxy_protocol = s.boolean(errors, "proxy_protocol", false);
-    let ban_after_failures = s.integer(errors, "ban_after_failures", 20, 10..=1_000_000) as u32;
-    let ban_window = s.duration(errors, "ban_window", "5m");
-    let ban_time = s.duration(errors, "ban_time", "15m");
-    let ban_exempt = s.strings(errors, "ban_exempt");
-    let shutdown_grace = s.duration(errors, "shutdown_grace", "30s");
-    let admin_listen = s.address(errors, "admin_listen", "");
-    // Fail closed on what is specified but not built yet: a PROXY header
-    // ignored would make every client look like the load balancer.
-    if proxy_protocol {
-        errors.push(
-            "server.proxy_protocol: PROXY protocol support is not available in this build yet"
-                .to_owned(),
-        );
-    }
-    let ban_exempt: Vec<ipnet::IpNet> = ban_exempt
-        .iter()
-        .enumerate()
-        .filter_map(|(i, text)| {
-            // A bare address is its own /32 or /128.
-            let parsed = text.parse::<ipnet::IpNet>().or_else(|_| {
-                text.parse::<std::net::IpAddr>()
-                    .map(ipnet::IpNet::from)
-            });
-            match parsed {
-                Ok(net) => Some(net),
-                Err(_) => {
-                    errors.push(format!(
-                        "server.ban_exempt[{i}]: {text:?} is not an address or a CIDR like 10.0.0.0/8"
-                    ));
-                    None
-                }
-            }
+            (name, role)
         })
         .collect();
-    if ban_window.is_zero() || ban_time.is_zero() {
-        errors.push("server.ban_window, server.ban_time: must be more than 0s".to_owned());
-    }
-    s.finish(errors);
-    let server = ServerConfig {
-        server_id,
-        data_dir,
-        host_keys,
-        banner,
-        security_policy,
-        max_sessions_per_user,
-        max_memory_per_user,
-        max_memory,
-        max_handles_per_user,
-        idle_timeout,
-        login_grace_time,
-        proxy_protocol,
-        ban_after_failures,
-        ban_window,
-        ban_time,
-        ban_exempt,
-        shutdown_grace,
-        admin_listen,
-    };
-
-    let protocols = top.table(errors, "protocols").unwrap_or(&empty);
-    let mut p = Section::new("protocols", protocols);
-    let sftp = p.table(errors, "sftp").map(|t| {
-        let mut s = Section::new("protocols.sftp", t);
-        let listen = s.address(errors, "listen", "127.0.0.1:2222");
-        s.finish(errors);
-        listen.map(|listen| SftpProtocol { listen })
-    });
-    let ftps = p.table(errors, "ftps").map(|t| {
-        let mut s = Section::new("protocols.ftps", t);
-        let listen = s.address(errors, "listen", "127.0.0.1:2121");
-        let certificate = s.optional(errors, "certificate").map(|c| resolve(base, &c));
-        let private_key = s.optional(errors, "private_key").map(|c| resolve(base, &c));
-        if certificate.is_some() != private_key.is_some() {
-            errors.push("protocols.ftps: certificate and private_key go together".to_owned());
-        }
-        let passive_ports = s.ports(errors, "passive_ports", "50000-50100");
-        let passive_address = s.optional(errors, "passive_address");
-        let tls_session_resumption = s.string(errors, "tls_session_resumption", "enforced");
-        if !matches!(tls_session_resumption.as_str(), "enforced" | "enabled" | "disabled") {
-            errors.push(format!(
-                "protocols.ftps.tls_session_resumption: {tls_session_resumption:?} is not enforced, enabled or disabled"
-            ));
-        }
-        s.finish(errors);
-        listen.map(|listen| FtpsProtocol {
-            listen,
-            certificate,
-            private_key,
-            passive_ports,
-            passive_address,
-            tls_session_resumption,
-        })
-    });
-    let ftp = p.table(errors, "ftp").map(|t| {
-        let mut s = Section::new("protocols.ftp", t);
-        let listen = s.address(errors, "listen", "127.0.0.1:2021");
-        let passive_ports = s.ports(errors, "passive_ports", "50101-50200");
-        s.finish(errors);
-        listen.map(|listen| FtpProtocol {
-            listen,
-            passive_ports,
-        })
-    });
-    p.finish(errors);
-
-    let mut storage = BTreeMap::new();
-    if let Some(stores) = top.table(errors, "storage") {
-        for (name, value) in stores {
-            let path = format!("storage.{name}");
-            if !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-                || name.is_empty()
-            {
-                errors.push(format!(
-                    "{path}: a store NAME may use letters, digits, '-', '_' and '.'"
-                ));
-                continue;
-            }
-            let Value::Table(table) = value else {
-                errors.push(format!("{path}: expected a section"));
-                continue;
-            };
-            let mut s = Section::new(path.clone(), table);
-            let kind = s.string(errors, "kind", "");
-            let bucket_policy = s
-                .optional(errors, "bucket_policy")
-                .map(|p| resolve(base, &p));
-            let kind = match kind.as_str() {
-                "filesystem" => {
-                    let root = s.string(errors, "root", "");
-                    if root.is_empty() {
-                        errors.push(format!(
-                            "{path}.root: a filesystem store needs a root directory"
-                        ));
-                    }
-                    Some(StorageKind::Filesystem {
-                        root: resolve(base, &root),
-                    })
-                }
-                "s3" => {
-                    let bucket = s.string(errors, "bucket", name);
-                    let endpoint = s.optional(errors, "endpoint");
-                    if let Some(endpoint) = &endpoint
-                        && !is_http_url(endpoint)
-                    {
-                        errors.push(format!(
-                            "{path}.endpoint: {endpoint:?} is not an absolute http(s) URL"
-                        ));
-                    }
-                    let region = s.string(errors, "region", "us-east-1");
-                    let path_style = s.boolean(errors, "path_style", true);
-                    let access_key_id = s.optional(errors, "access_key_id");
-                    let secret_access_key = s.optional(errors, "secret_access_key");
-                    if access_key_id.is_some() != secret_access_key.is_some() {
-                        errors.push(format!(
-                            "{path}: access_key_id and secret_access_key go together"
-                        ));
-                    }
-                    let server_side_encryption = s.optional(errors, "server_side_encryption");
-                    if let Some(sse) = &server_side_encryption
-                        && sse != "AES256"
-                        && sse != "aws:kms"
-                    {
-                        errors.push(format!("{path}.server_side_encryption: {sse:?} is not \"AES256\" or \"aws:kms\""));
-                    }
-                    let kms_key_id = s.optional(errors, "kms_key_id");
-                    if kms_key_id.is_some() && server_side_encryption.as_deref() != Some("aws:kms")
-                    {
-                        errors.push(format!(
-                            "{path}.kms_key_id: needs server_side_encryption = \"aws:kms\""
-                        ));
-                    }
-                    let upload_part_size = s.size(errors, "upload_part_size", "8MiB");
-                    if !(5 << 20..=5 << 30).contains(&upload_part_size) {
-                        errors.push(format!(
-                            "{path}.upload_part_size: must be between 5MiB and 5GiB"
-                        ));
-                    }
-                    let upload_concurrency =
-                        s.integer(errors, "upload_concurrency", 4, 1..=64) as usize;
-                    Some(StorageKind::S3 {
-                        bucket,
-                        endpoint,
-                        region,
-                        path_style,
-                        access_key_id,
-                        secret_access_key,
-                        server_side_encryption,
-                        kms_key_id,
-                        upload_part_size,
-                        upload_concurrency,
-                    })
-                }
-                "" => {
-                    errors.push(format!("{path}.kind: missing (\"filesystem\" or \"s3\")"));
-                    None
-                }
-                other => {
-                    errors.push(format!(
-                        "{path}.kind: {other:?} is not \"filesystem\" or \"s3\""
-                    ));
-                    None
-                }
-            };
-            // Keys of the other kind are unknown for this one.
-            s.finish(errors);
-            if let Some(kind) = kind {
-                storage.insert(
-                    name.clone(),
-                    StorageConfig {
-                        kind,
-                        bucket_policy,
-                    },
-                );
-            }
-        }
-    }
-
-    let mut roles = BTreeMap::new();
-    if let Some(table) = top.table(errors, "roles") {
-        for (name, value) in table {
-            let path = format!("roles.{name}");
-            let Value::Table(table) = value else {
-                errors.push(format!("{path}: expected a section"));
-                continue;
-            };
-            let mut s = Section::new(path.clone(), table);
-            let arn = s
-                .optional(errors, "arn")
-                .unwrap_or_else(|| format!("arn:aws:iam::000000000000:role/{name}"));
-            if !arn.starts_with("arn:") {
-                errors.push(format!("{path}.arn: {arn:?} is not an ARN"));
-            }
-            let policies = s
-                .strings(errors, "policies")
-                .iter()
-                .map(|p| resolve(base, p))
-                .collect();
-            let tags = s.string_map(errors, "tags");
-            s.finish(errors);
-            roles.insert(
-                name.clone(),
-                RoleConfig {
-                    arn,
-                    policies,
-                    tags,
-                },
-            );
-        }
-    }
-
-    let idp_table = top.table(errors, "identity_provider").unwrap_or(&empty);
-    let mut s = Section::new("identity_provider", idp_table);
-    let kind = s.string(errors, "type", "service_managed");
-    let database = s.optional(errors, "database");
-    let url = s.optional(errors, "url");
-    let command = s.strings(errors, "command");
-    let timeout = s.duration(errors, "timeout", "5s");
-    let cache_ttl = s.duration(errors, "cache_ttl", "0s");
-    let password_header = s.string(errors, "password_header", "Password");
-    if !matches!(password_header.as_str(), "Password" | "PasswordBase64") {
-        errors.push(format!(
-            "identity_provider.password_header: {password_header:?} is not Password or PasswordBase64"
-        ));
-    }
-    let sftp_authentication_methods = s.string(
-        errors,
-        "sftp_authentication_methods",
-        "PUBLIC_KEY_OR_PASSWORD",
-    );
-    if wharf_sftp::AuthMethods::parse(&sftp_authentication_methods).is_none() {
-        errors.push(format!(
-            "identity_provider.sftp_authentication_methods: {sftp_authentication_methods:?} is not PASSWORD, PUBLIC_KEY, PUBLIC_KEY_OR_PASSWORD or PUBLIC_KEY_AND_PASSWORD"
-        ));
-    }
-    // LDAP and SQL keys are part of the contract; they are read so that a
-    // file written for them is not rejected for unknown keys.
-    for key in [
-        "start_tls",
-        "service_bind_dn",
-        "service_bind_password",
-        "bind_dn_template",
-        "search_base",
-        "user_filter",
-        "allowed_groups",
-        "query",
-        "password_hash_column",
-        "password_salt",
-        "attributes",
-    ] {
-        s.get(key);
-    }
-    match kind.as_str() {
-        "service_managed" => {
-            if database
-                .as_deref()
-                .is_some_and(|d| d.starts_with("postgres://") || d.starts_with("postgresql://"))
-            {
-                errors.push(
-                    "identity_provider.database: PostgreSQL is not available in this build yet"
-                        .to_owned(),
-                );
-            }
-        }
-        "lambda" | "api_gateway" => {
-            if url.is_none() {
-                errors.push(format!("identity_provider.url: required for type {kind:?}"));
-            }
-        }
-        "command" => {
-            if command.is_empty() {
-                errors.push("identity_provider.command: required for type \"command\" (argv list)".to_owned());
-            }
-        }
-        "ldap" | "sql" => errors.push(format!(
-            "identity_provider.type: {kind:?} is part of the contract but not available in this build yet"
-        )),
-        other => errors.push(format!(
-            "identity_provider.type: {other:?} is not service_managed, api_gateway, lambda, command, ldap or sql"
-        )),
-    }
-    s.finish(errors);
-    top.finish(errors);
-
-    if sftp.is_none() && ftps.is_none() && ftp.is_none() && errors.is_empty() {
-        // Allowed (a config used only for `wharf user`), but serve will refuse.
-    }
-    if storage.is_empty() {
-        errors.push("storage: at least one [storage.NAME] section is needed".to_owned());
-    }
     Some(Config {
-        file: file.map(Path::to_owned),
+        file,
         server,
-        sftp: sftp.flatten(),
-        ftps: ftps.flatten(),
-        ftp: ftp.flatten(),
+        sftp: plain.protocols.sftp,
+        ftps: plain.protocols.ftps,
+        ftp: plain.protocols.ftp,
         storage,
         roles,
-        identity: IdentityConfig {
-            kind,
-            database,
-            url,
-            command,
-            timeout,
-            cache_ttl,
-            password_header,
-            sftp_authentication_methods,
-        },
+        identity,
+        cluster: plain.cluster,
     })
+}
+
+/// `[storage.NAME]` sections, each by its `kind`.
+fn read_storage(
+    value: Option<wharf_config::toml::Value>,
+    problems: &mut Problems,
+) -> Option<BTreeMap<String, StoreConfig>> {
+    let stores = match value {
+        None => return Some(BTreeMap::new()),
+        Some(wharf_config::toml::Value::Table(stores)) => stores,
+        Some(_) => {
+            problems.push("storage", "expected a section of [storage.NAME] sections");
+            return None;
+        }
+    };
+    let before = problems.len();
+    let mut storage = BTreeMap::new();
+    for (name, value) in stores {
+        let path = format!("storage.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            problems.push(
+                &path,
+                "a store NAME may use letters, digits, '-', '_' and '.'",
+            );
+            continue;
+        }
+        if let Some(store) = StoreConfig::read(value, &path, problems) {
+            storage.insert(name, store);
+        }
+    }
+    (problems.len() == before).then_some(storage)
 }
 
 #[cfg(test)]
@@ -997,10 +401,7 @@ mod tests {
         assert_eq!(config.sftp.unwrap().listen.to_string(), "127.0.0.1:2222");
         assert_eq!(config.ftps.unwrap().listen.to_string(), "127.0.0.1:2121");
         assert!(config.ftp.is_none());
-        assert!(matches!(
-            config.storage["default"].kind,
-            StorageKind::Filesystem { .. }
-        ));
+        assert_eq!(config.storage["default"].kind_name(), "filesystem");
         assert_eq!(config.server.idle_timeout, Duration::from_secs(900));
     }
 
@@ -1031,7 +432,7 @@ mod tests {
             "bogus_top: unknown key",
             "server.bogus_key: unknown key",
             "server.idle_timeout: \"soon\" is not a duration",
-            "server.max_sessions_per_user: expected an integer, got a string",
+            "server.max_sessions_per_user: expected a whole number of 0 or more, got a string",
             "protocols.sftp.listen: \"nowhere\" is not an address",
             "storage.reports.endpoint: expected a string, got an integer",
             "storage.reports.root: unknown key",
@@ -1069,10 +470,11 @@ mod tests {
         assert_eq!(config.server.banner, "hello there");
         assert_eq!(config.sftp.unwrap().listen.port(), 0);
         assert!(config.server.data_dir.ends_with("data") && config.server.data_dir.is_absolute());
-        let StorageKind::Filesystem { root } = &config.storage["Reports"].kind else {
+        let wharf_storage::config::StoreKind::Filesystem(fs) = &config.storage["Reports"].kind
+        else {
             panic!()
         };
-        assert_eq!(root, Path::new("/abs/root"));
+        assert_eq!(fs.root, Path::new("/abs/root"));
         let errors = load_text(
             "[storage.a]\nkind='filesystem'\nroot='x'\n",
             &[("WHARF__SERVER__BOGUS", "1")],
@@ -1090,10 +492,6 @@ mod tests {
                 "server.proxy_protocol: PROXY protocol support is not available",
             ),
             (
-                "[identity_provider]\ntype = \"ldap\"\n",
-                "identity_provider.type: \"ldap\" is part of the contract",
-            ),
-            (
                 "[server]\nban_after_failures = 5\n",
                 "server.ban_after_failures:",
             ),
@@ -1102,8 +500,8 @@ mod tests {
                 "server.ban_exempt[0]: \"10.0.0.0/33\" is not an address or a CIDR",
             ),
             (
-                "[identity_provider]\ndatabase = \"postgres://db/wharf\"\n",
-                "identity_provider.database: PostgreSQL is not available",
+                "[cluster]\ndatabase = \"postgres://db/wharf\"\n",
+                "cluster.database: a shared cluster database is not available",
             ),
         ] {
             let errors = load_text(&format!("{base}{extra}"), &[]).unwrap_err();
@@ -1154,19 +552,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("1h30m"), Ok(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
-        for bad in ["", "5", "m", "5x", "-5s"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse_size("8MiB"), Ok(8 << 20));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("8 parsecs").is_err());
     }
 }

@@ -22,40 +22,19 @@ use std::time::Duration;
 
 use russh::keys::{Algorithm, PrivateKey};
 use wharf_audit::AuditLog;
-use wharf_ftp::{FtpConfig, FtpSettings, Resumption, TlsConfig, load_pem, self_signed_certificate};
-use wharf_identity::service_managed::{ServiceManaged, UserStore};
-use wharf_identity::{
-    ApiGatewayConfig, ApiGatewayProvider, CommandConfig, CommandProvider, IdentityProvider,
-    LambdaConfig, LambdaProvider, with_cache,
-};
+use wharf_config::creatable;
+use wharf_ftp::config::FtpsSection;
+use wharf_ftp::{FtpConfig, FtpSettings, TlsConfig, load_pem, self_signed_certificate};
+use wharf_identity::config::{ProviderPlan, SftpAuthenticationMethods};
+use wharf_identity::service_managed::UserStore;
 use wharf_policy::{Policy, PolicyKind};
 use wharf_session::{Gateway, GatewayConfig, RolePolicies};
 use wharf_sftp::{AuthMethods, SecurityPolicy, SftpConfig};
-use wharf_storage::Store;
-use wharf_storage::filesystem::FilesystemStore;
-use wharf_storage::s3::{S3Config, S3Store, Sse};
+use wharf_storage::config::StorePlan;
 use wharf_vfs::StoreHandle;
 
-use crate::config::{Config, FtpsProtocol, StorageKind};
+use crate::config::Config;
 use crate::{Failure, hostkeys};
-
-/// A store as `serve` will open it.
-enum StorePlan {
-    Ready(Arc<dyn Store>),
-    /// A filesystem store whose root does not exist yet: `serve` creates it.
-    CreateRoot(PathBuf),
-}
-
-/// The identity provider as `serve` will run it.
-enum ProviderPlan {
-    /// Service-managed users: the database is opened (created when missing)
-    /// by `serve` only.
-    ServiceManaged {
-        database: PathBuf,
-        timeout: Duration,
-    },
-    Ready(Arc<dyn IdentityProvider>),
-}
 
 /// Something generated in memory that `serve` writes before it uses it.
 struct Pending {
@@ -131,29 +110,6 @@ pub struct ServePlan {
     pub ftp: Option<FtpPlan>,
 }
 
-/// `path` does not exist; can it be created (is its nearest existing
-/// ancestor a directory)?
-fn creatable(path: &Path) -> Result<(), String> {
-    for ancestor in path.ancestors().skip(1) {
-        if ancestor.as_os_str().is_empty() {
-            return Ok(());
-        }
-        match std::fs::metadata(ancestor) {
-            Ok(meta) if meta.is_dir() => return Ok(()),
-            Ok(_) => {
-                return Err(format!(
-                    "cannot create {}: {} is not a directory",
-                    path.display(),
-                    ancestor.display()
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", path.display())),
-        }
-    }
-    Ok(())
-}
-
 /// A directory that exists, or that can be created.
 fn directory_or_creatable(path: &Path) -> Result<(), String> {
     match std::fs::metadata(path) {
@@ -172,63 +128,6 @@ fn generated_in_data_dir(path: &Path) -> Result<(), String> {
             directory_or_creatable(dir).map_err(|e| format!("server.data_dir: {e}"))
         }
         _ => Ok(()),
-    }
-}
-
-/// Builds one store with the constructor `serve` uses.
-fn store(name: &str, kind: &StorageKind) -> Result<StorePlan, String> {
-    match kind {
-        StorageKind::Filesystem { root } => {
-            if !root.exists() {
-                creatable(root).map_err(|e| format!("storage.{name}.root: {e}"))?;
-                return Ok(StorePlan::CreateRoot(root.clone()));
-            }
-            // The root exists: opening it creates nothing.
-            FilesystemStore::open(root)
-                .map(|store| StorePlan::Ready(Arc::new(store)))
-                .map_err(|e| format!("storage.{name}.root: {}", e.message))
-        }
-        StorageKind::S3 {
-            bucket,
-            endpoint,
-            region,
-            path_style,
-            access_key_id,
-            secret_access_key,
-            server_side_encryption,
-            kms_key_id,
-            upload_part_size,
-            upload_concurrency,
-        } => {
-            if let Some(endpoint) = endpoint {
-                // The endpoint alone through the store's own constructor, so
-                // that a bad one is named by its key.
-                let mut probe = S3Config::new(bucket.clone());
-                probe.endpoint = Some(endpoint.clone());
-                if let Err(e) = S3Store::new(probe) {
-                    let message = e.message.strip_prefix("s3 store: ").unwrap_or(&e.message);
-                    return Err(format!("storage.{name}.endpoint: {message}"));
-                }
-            }
-            let mut s3 = S3Config::new(bucket.clone());
-            s3.endpoint = endpoint.clone();
-            s3.region = region.clone();
-            s3.path_style = *path_style;
-            s3.access_key_id = access_key_id.clone();
-            s3.secret_access_key = secret_access_key.clone();
-            s3.server_side_encryption = match server_side_encryption.as_deref() {
-                Some("AES256") => Some(Sse::Aes256),
-                Some("aws:kms") => Some(Sse::Kms {
-                    kms_key_id: kms_key_id.clone(),
-                }),
-                _ => None,
-            };
-            s3.upload_part_size = usize::try_from(*upload_part_size).unwrap_or(usize::MAX);
-            s3.upload_concurrency = *upload_concurrency;
-            S3Store::new(s3)
-                .map(|store| StorePlan::Ready(Arc::new(store)))
-                .map_err(|e| format!("storage.{name}: {}", e.message))
-        }
     }
 }
 
@@ -276,7 +175,7 @@ fn policies(config: &Config, problems: &mut Vec<String>) -> Policies {
     }
     let mut buckets = BTreeMap::new();
     for (name, store) in &config.storage {
-        if let Some(path) = &store.bucket_policy {
+        if let Some(path) = &store.common.bucket_policy {
             match read_policy(
                 path,
                 &format!("storage.{name}.bucket_policy"),
@@ -294,71 +193,9 @@ fn policies(config: &Config, problems: &mut Vec<String>) -> Policies {
 
 /// Opens the service-managed user database (created when missing).
 pub async fn user_store(config: &Config) -> Result<UserStore, Failure> {
-    let path = config.user_database();
-    UserStore::open_sqlite(&path)
+    wharf_identity::config::open_users(&config.user_database())
         .await
-        .map_err(|e| Failure::User(e.0))
-}
-
-/// The configured identity provider, built (no I/O) or, for service-managed
-/// users, with the database still to open.
-fn provider(config: &Config) -> Result<ProviderPlan, String> {
-    let identity = &config.identity;
-    let url = || identity.url.clone().unwrap_or_default();
-    let invalid = |e: wharf_identity::ProviderConfigError| format!("identity_provider: {}", e.0);
-    let provider: Arc<dyn IdentityProvider> = match identity.kind.as_str() {
-        "service_managed" => {
-            let database = config.user_database();
-            match std::fs::metadata(&database) {
-                Ok(meta) if meta.is_dir() => {
-                    return Err(format!(
-                        "identity_provider.database: {} is a directory",
-                        database.display()
-                    ));
-                }
-                Ok(_) => {}
-                Err(_) if identity.database.is_none() => generated_in_data_dir(&database)?,
-                Err(_) => {
-                    creatable(&database).map_err(|e| format!("identity_provider.database: {e}"))?
-                }
-            }
-            return Ok(ProviderPlan::ServiceManaged {
-                database,
-                timeout: identity.timeout,
-            });
-        }
-        "lambda" => Arc::new(
-            LambdaProvider::new(LambdaConfig {
-                url: url(),
-                timeout: identity.timeout,
-            })
-            .map_err(invalid)?,
-        ),
-        "api_gateway" => Arc::new(
-            ApiGatewayProvider::new(ApiGatewayConfig {
-                url: url(),
-                timeout: identity.timeout,
-                password_header: identity.password_header.parse().unwrap_or_default(),
-            })
-            .map_err(invalid)?,
-        ),
-        "command" => Arc::new(
-            CommandProvider::new(CommandConfig {
-                argv: identity.command.clone(),
-                timeout: identity.timeout,
-            })
-            .map_err(invalid)?,
-        ),
-        other => {
-            return Err(format!(
-                "identity_provider.type: {other:?} is not available in this build yet"
-            ));
-        }
-    };
-    Ok(ProviderPlan::Ready(with_cache(
-        provider,
-        identity.cache_ttl,
-    )))
+        .map_err(Failure::User)
 }
 
 /// `server.server_id`, or the one kept in `data_dir`, or a new one (kept by
@@ -396,13 +233,17 @@ impl GatewayPlan {
         let before = problems.len();
         let mut stores = Vec::new();
         for (name, store_config) in &config.storage {
-            match store(name, &store_config.kind) {
+            match store_config.plan(name, &format!("storage.{name}")) {
                 Ok(plan) => stores.push((name.clone(), plan)),
                 Err(e) => problems.push(e),
             }
         }
         let (roles, bucket_policies) = policies(config, problems);
-        let provider = provider(config).map_err(|e| problems.push(e)).ok();
+        let provider = config
+            .identity
+            .plan("identity_provider", &config.server.data_dir)
+            .map_err(|e| problems.push(e))
+            .ok();
         let (server_id, server_id_file) = server_id(config);
         if let Some(Err(e)) = server_id_file.as_ref().map(Pending::check) {
             problems.push(e);
@@ -449,14 +290,9 @@ impl GatewayPlan {
     ) -> Result<(Arc<Gateway>, Option<UserStore>), Failure> {
         let mut stores = BTreeMap::new();
         for (name, plan) in self.stores {
-            let store: Arc<dyn Store> = match plan {
-                StorePlan::Ready(store) => store,
-                StorePlan::CreateRoot(root) => {
-                    Arc::new(FilesystemStore::open(&root).map_err(|e| {
-                        Failure::User(format!("storage.{name}.root: {}", e.message))
-                    })?)
-                }
-            };
+            let store = plan
+                .open()
+                .map_err(|e| Failure::User(format!("storage.{name}.{e}")))?;
             stores.insert(
                 name.clone(),
                 Arc::new(StoreHandle {
@@ -465,18 +301,7 @@ impl GatewayPlan {
                 }),
             );
         }
-        let (provider, users): (Arc<dyn IdentityProvider>, _) = match self.provider {
-            ProviderPlan::ServiceManaged { database, timeout } => {
-                let users = UserStore::open_sqlite(&database)
-                    .await
-                    .map_err(|e| Failure::User(e.0))?;
-                (
-                    Arc::new(ServiceManaged::new(users.clone(), timeout)),
-                    Some(users),
-                )
-            }
-            ProviderPlan::Ready(provider) => (provider, None),
-        };
+        let (provider, users) = self.provider.open().await.map_err(Failure::User)?;
         if let Some(file) = &self.server_id_file {
             file.write()?;
         }
@@ -497,8 +322,7 @@ impl GatewayPlan {
 /// The host keys of SFTP: loaded, or to be generated; checked against the
 /// security policy as `SftpServer::new` checks them.
 fn sftp_plan(config: &Config, listen: SocketAddr) -> Result<SftpPlan, Vec<String>> {
-    let security_policy = SecurityPolicy::parse(&config.server.security_policy)
-        .unwrap_or(SecurityPolicy::Wharf2025_11);
+    let security_policy = config.server.security_policy;
     let (keys, generate) = hostkeys::plan(&config.server)?;
     for (path, _) in &generate {
         generated_in_data_dir(path).map_err(|e| vec![e])?;
@@ -517,8 +341,12 @@ fn sftp_plan(config: &Config, listen: SocketAddr) -> Result<SftpPlan, Vec<String
         generate,
         banner: config.server.banner.clone(),
         idle_timeout: config.server.idle_timeout,
-        auth_methods: AuthMethods::parse(&config.identity.sftp_authentication_methods)
-            .unwrap_or(AuthMethods::PublicKeyOrPassword),
+        auth_methods: match config.identity.common.sftp_authentication_methods {
+            SftpAuthenticationMethods::Password => AuthMethods::Password,
+            SftpAuthenticationMethods::PublicKey => AuthMethods::PublicKey,
+            SftpAuthenticationMethods::PublicKeyOrPassword => AuthMethods::PublicKeyOrPassword,
+            SftpAuthenticationMethods::PublicKeyAndPassword => AuthMethods::PublicKeyAndPassword,
+        },
         security_policy,
     })
 }
@@ -543,7 +371,7 @@ impl SftpPlan {
 
 /// The FTPS certificate: configured, or self-signed once in `data_dir`
 /// (generated here in memory, written by `serve`).
-fn ftps_tls(config: &Config, ftps: &FtpsProtocol) -> Result<(TlsConfig, Vec<Pending>), String> {
+fn ftps_tls(config: &Config, ftps: &FtpsSection) -> Result<(TlsConfig, Vec<Pending>), String> {
     let (mut tls, pending) = match (&ftps.certificate, &ftps.private_key) {
         (Some(cert), Some(key)) => (
             load_pem(cert, key).map_err(|e| format!("protocols.ftps.certificate: {e}"))?,
@@ -585,7 +413,7 @@ fn ftps_tls(config: &Config, ftps: &FtpsProtocol) -> Result<(TlsConfig, Vec<Pend
             }
         }
     };
-    tls.session_resumption = Resumption::parse(&ftps.tls_session_resumption).unwrap_or_default();
+    tls.session_resumption = ftps.tls_session_resumption;
     Ok((tls, pending))
 }
 

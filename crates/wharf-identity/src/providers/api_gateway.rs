@@ -4,7 +4,6 @@
 //! API Gateway identity provider.
 
 use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,7 +25,7 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'~');
 
 /// Which header carries the password (`password_header`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 pub enum PasswordHeader {
     /// `Password: <password>`, the classic AWS template.
     #[default]
@@ -51,28 +50,14 @@ impl fmt::Display for PasswordHeader {
     }
 }
 
-impl FromStr for PasswordHeader {
-    type Err = ProviderConfigError;
-
-    fn from_str(text: &str) -> Result<PasswordHeader, ProviderConfigError> {
-        match text {
-            "Password" => Ok(PasswordHeader::Password),
-            "PasswordBase64" => Ok(PasswordHeader::PasswordBase64),
-            other => Err(ProviderConfigError(format!(
-                "password_header must be \"Password\" or \"PasswordBase64\", got {other:?}"
-            ))),
-        }
-    }
-}
-
 /// `[identity_provider]` with `type = "api_gateway"`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ApiGatewayConfig {
     /// The API's base URL (a stage URL such as `https://ID.execute-api.REGION.amazonaws.com/prod`);
     /// a trailing `/` is fine.
     pub url: String,
-    /// Total time for one query: connect, send, answer.
-    pub timeout: Duration,
+    #[serde(default)]
     pub password_header: PasswordHeader,
 }
 
@@ -91,7 +76,6 @@ impl fmt::Debug for ApiGatewayConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApiGatewayConfig")
             .field("url", &http::redacted(&self.url))
-            .field("timeout", &self.timeout)
             .field("password_header", &self.password_header)
             .finish()
     }
@@ -108,8 +92,12 @@ impl fmt::Debug for ApiGatewayProvider {
 }
 
 impl ApiGatewayProvider {
-    pub fn new(config: ApiGatewayConfig) -> Result<ApiGatewayProvider, ProviderConfigError> {
-        check_timeout(config.timeout)?;
+    /// `timeout`: total time for one query (connect, send, answer).
+    pub fn new(
+        config: ApiGatewayConfig,
+        timeout: Duration,
+    ) -> Result<ApiGatewayProvider, ProviderConfigError> {
+        check_timeout(timeout)?;
         let base = http::endpoint(&config.url)?;
         if base.query().is_some() {
             return Err(ProviderConfigError(format!(
@@ -121,8 +109,8 @@ impl ApiGatewayProvider {
             shown: http::display(&base),
             base,
             password_header: config.password_header,
-            timeout: config.timeout,
-            http: HttpClient::new(config.timeout)?,
+            timeout,
+            http: HttpClient::new(timeout)?,
         })
     }
 
@@ -192,11 +180,13 @@ mod tests {
     use std::net::{IpAddr, Ipv4Addr};
 
     fn provider(url: &str) -> ApiGatewayProvider {
-        ApiGatewayProvider::new(ApiGatewayConfig {
-            url: url.into(),
-            timeout: Duration::from_secs(1),
-            password_header: PasswordHeader::Password,
-        })
+        ApiGatewayProvider::new(
+            ApiGatewayConfig {
+                url: url.into(),
+                password_header: PasswordHeader::Password,
+            },
+            Duration::from_secs(1),
+        )
         .unwrap()
     }
 
@@ -235,9 +225,8 @@ mod tests {
 
     #[test]
     fn bad_configurations_are_refused() {
-        let config = |url: &str, timeout| ApiGatewayConfig {
+        let config = |url: &str| ApiGatewayConfig {
             url: url.into(),
-            timeout,
             password_header: PasswordHeader::Password,
         };
         let one = Duration::from_secs(1);
@@ -248,29 +237,23 @@ mod tests {
             ("https://x/prod#f", one, "#fragment"),
             ("https://x", Duration::ZERO, "longer than 0s"),
         ] {
-            let error = ApiGatewayProvider::new(config(url, timeout)).unwrap_err();
+            let error = ApiGatewayProvider::new(config(url), timeout).unwrap_err();
             assert!(error.0.contains(part), "{error} lacks {part}");
         }
-        assert_eq!(
-            "PasswordBase64".parse::<PasswordHeader>(),
-            Ok(PasswordHeader::PasswordBase64)
-        );
-        assert!("password".parse::<PasswordHeader>().is_err());
     }
 
     #[test]
     fn debug_hides_url_credentials() {
         let config = ApiGatewayConfig {
             url: "https://idp:s3cret@api.example.com/prod".into(),
-            timeout: Duration::from_secs(1),
             password_header: PasswordHeader::Password,
         };
-        let provider = ApiGatewayProvider::new(config.clone()).unwrap();
+        let one = Duration::from_secs(1);
+        let provider = ApiGatewayProvider::new(config.clone(), one).unwrap();
         let lambda = crate::LambdaConfig {
             url: config.url.clone(),
-            timeout: config.timeout,
         };
-        let lambda_provider = crate::LambdaProvider::new(lambda.clone()).unwrap();
+        let lambda_provider = crate::LambdaProvider::new(lambda.clone(), one).unwrap();
         for shown in [
             format!("{config:?}"),
             format!("{provider:?}"),

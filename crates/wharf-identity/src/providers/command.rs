@@ -25,13 +25,13 @@ use crate::{Answer, Credential, IdentityProvider, LoginRequest};
 const STDERR_KEEP: usize = 8 * 1024;
 
 /// `[identity_provider]` with `type = "command"`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CommandConfig {
-    /// The program and its arguments; `argv[0]` is looked up in `PATH`
-    /// unless it holds a `/`.
+    /// `command`: the program and its arguments; `argv[0]` is looked up
+    /// in `PATH` unless it holds a `/`.
+    #[serde(rename = "command")]
     pub argv: Vec<String>,
-    /// The longest the program may run per login.
-    pub timeout: Duration,
 }
 
 /// The `command` identity provider.
@@ -42,8 +42,12 @@ pub struct CommandProvider {
 }
 
 impl CommandProvider {
-    pub fn new(config: CommandConfig) -> Result<CommandProvider, ProviderConfigError> {
-        check_timeout(config.timeout)?;
+    /// `timeout`: the longest the program may run per login.
+    pub fn new(
+        config: CommandConfig,
+        timeout: Duration,
+    ) -> Result<CommandProvider, ProviderConfigError> {
+        check_timeout(timeout)?;
         match config.argv.first() {
             None => {
                 return Err(ProviderConfigError(
@@ -59,7 +63,7 @@ impl CommandProvider {
         }
         Ok(CommandProvider {
             argv: config.argv,
-            timeout: config.timeout,
+            timeout,
         })
     }
 

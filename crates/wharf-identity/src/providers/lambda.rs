@@ -16,12 +16,11 @@ use super::{BACKSTOP_GRACE, ProviderConfigError, check_timeout, request_event};
 use crate::{Answer, IdentityProvider, LoginRequest};
 
 /// `[identity_provider]` with `type = "lambda"`.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LambdaConfig {
     /// The invocation URL.
     pub url: String,
-    /// Total time for one query: connect, send, answer.
-    pub timeout: Duration,
 }
 
 /// The `lambda` identity provider.
@@ -38,7 +37,6 @@ impl fmt::Debug for LambdaConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LambdaConfig")
             .field("url", &http::redacted(&self.url))
-            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -53,14 +51,18 @@ impl fmt::Debug for LambdaProvider {
 }
 
 impl LambdaProvider {
-    pub fn new(config: LambdaConfig) -> Result<LambdaProvider, ProviderConfigError> {
-        check_timeout(config.timeout)?;
+    /// `timeout`: total time for one query (connect, send, answer).
+    pub fn new(
+        config: LambdaConfig,
+        timeout: Duration,
+    ) -> Result<LambdaProvider, ProviderConfigError> {
+        check_timeout(timeout)?;
         let url = http::endpoint(&config.url)?;
         Ok(LambdaProvider {
             shown: http::display(&url),
             url,
-            timeout: config.timeout,
-            http: HttpClient::new(config.timeout)?,
+            timeout,
+            http: HttpClient::new(timeout)?,
         })
     }
 }
