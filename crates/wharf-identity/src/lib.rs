@@ -37,6 +37,10 @@ pub use providers::{
     ApiGatewayConfig, ApiGatewayProvider, CachingProvider, CommandConfig, CommandProvider,
     LambdaConfig, LambdaProvider, PasswordHeader, ProviderConfigError, request_event, with_cache,
 };
+pub use providers::{
+    AttributeSource as LdapAttributeSource, DEFAULT_USER_FILTER as LDAP_DEFAULT_USER_FILTER,
+    LdapConfig, LdapProvider,
+};
 pub use response::validate_response;
 pub use username::{UsernameError, check_username};
 

@@ -22,6 +22,7 @@ mod cache;
 mod command;
 mod http;
 mod lambda;
+mod ldap;
 
 use std::fmt;
 use std::time::Duration;
@@ -33,6 +34,9 @@ pub use api_gateway::{ApiGatewayConfig, ApiGatewayProvider, PasswordHeader};
 pub use cache::{CachingProvider, DEFAULT_CACHE_CAPACITY, with_cache};
 pub use command::{CommandConfig, CommandProvider};
 pub use lambda::{LambdaConfig, LambdaProvider};
+pub use ldap::{
+    AttributeSource, DEFAULT_PUBLIC_KEYS_ATTRIBUTE, DEFAULT_USER_FILTER, LdapConfig, LdapProvider,
+};
 
 use crate::{Answer, Credential, LoginRequest};
 
