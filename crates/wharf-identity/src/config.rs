@@ -14,7 +14,7 @@ use wharf_config::{Problems, Tagged as _};
 use crate::IdentityProvider;
 use crate::providers::{
     ApiGatewayConfig, ApiGatewayProvider, CommandConfig, CommandProvider, LambdaConfig,
-    LambdaProvider, ProviderConfigError, with_cache,
+    LambdaProvider, LdapConfig, LdapProvider, ProviderConfigError, with_cache,
 };
 use crate::service_managed::{ServiceManaged, UserStore};
 
@@ -115,6 +115,7 @@ wharf_config::tagged! {
         "lambda" => Lambda(LambdaConfig),
         "api_gateway" => ApiGateway(ApiGatewayConfig),
         "command" => Command(CommandConfig),
+        "ldap" => Ldap(LdapConfig),
     }
 }
 
@@ -255,5 +256,11 @@ impl ProviderSection for CommandConfig {
             CommandProvider::new(self.clone(), context.timeout)?,
             context,
         )
+    }
+}
+
+impl ProviderSection for LdapConfig {
+    fn plan(&self, context: &PlanContext<'_>) -> Result<ProviderPlan, ProviderConfigError> {
+        ready(LdapProvider::new(self.clone(), context.timeout)?, context)
     }
 }

@@ -63,7 +63,10 @@ pub struct LdapConfig {
     pub attributes: BTreeMap<String, AttributeSource>,
     /// PEM file of CA certificates trusted in addition to the system's
     /// (wharf addition to SPEC).
-    #[serde(default)]
+    #[serde(
+        default,
+        deserialize_with = "wharf_config::values::optional_path::deserialize"
+    )]
     pub ca_file: Option<PathBuf>,
 }
 
