@@ -1,5 +1,7 @@
 //! The control connection: a byte stream that AUTH TLS turns into TLS,
-//! read line by line (cancel-safe, bounded) and written reply by reply.
+//! read line by line (cancel-safe, bounded; lines cleaned of their line end
+//! and Telnet commands, then parsed in `command.rs`) and written reply by
+//! reply.
 
 use std::future::Future;
 use std::io;
@@ -11,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::command;
 use crate::reply::Reply;
 
 /// The longest command line accepted (RFC 959 sets no limit; paths are at
@@ -90,8 +93,7 @@ impl Control {
         let Some(end) = self.input.iter().position(|&b| b == b'\n') else {
             return false;
         };
-        let line = clean_line(&self.input[..end]);
-        if line.trim().eq_ignore_ascii_case("ABOR") {
+        if command::is_abort(&clean_line(&self.input[..end])) {
             self.input.advance(end + 1);
             return true;
         }
@@ -204,14 +206,6 @@ pub(crate) fn clean_line(raw: &[u8]) -> String {
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
-/// Splits a command line into its verb (upper case) and argument.
-pub(crate) fn split_command(line: &str) -> (String, &str) {
-    match line.split_once(' ') {
-        Some((verb, arg)) => (verb.to_ascii_uppercase(), arg),
-        None => (line.to_ascii_uppercase(), ""),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -224,16 +218,6 @@ mod tests {
         assert_eq!(clean_line(b"\xff\xf4\xff\xf2ABOR\r"), "ABOR");
         assert_eq!(clean_line(b"RETR caf\xc3\xa9"), "RETR café");
         assert_eq!(clean_line(b"RETR \xfe"), "RETR \u{fffd}");
-    }
-
-    #[test]
-    fn commands_split_at_the_first_space() {
-        assert_eq!(
-            split_command("retr a b.txt"),
-            ("RETR".to_owned(), "a b.txt")
-        );
-        assert_eq!(split_command("PWD"), ("PWD".to_owned(), ""));
-        assert_eq!(split_command("STOR  x"), ("STOR".to_owned(), " x"));
     }
 
     #[tokio::test]

@@ -20,16 +20,13 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::server::TlsStream;
-use wharf_vfs::{DirListing, FileReader, FileWriter};
+use wharf_vfs::{FileReader, FileWriter};
 
-use crate::listing;
+use crate::listing::{ListFormat, ListSource, Pages};
 use crate::tls::DataTls;
 
 /// Bytes per read from, and per write to, the store.
 const CHUNK: usize = 256 * 1024;
-/// Entries asked of the store per listing page, written before the next
-/// page is asked for.
-pub(crate) const LIST_PAGE: usize = 1000;
 /// How long a passive port waits for its connection, and a data TLS
 /// handshake may take.
 const DATA_TIMEOUT: Duration = Duration::from_secs(30);
@@ -382,86 +379,19 @@ pub(crate) async fn receive_file(
     }
 }
 
-/// What a listing writes per entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ListFormat {
-    /// LIST: `ls -l` lines.
-    Long,
-    /// NLST: names.
-    Names,
-    /// MLSD: facts.
-    Facts,
-}
-
-/// What is listed: a directory's pages, or one file as itself.
-pub(crate) enum ListSource {
-    Directory(DirListing),
-    File(String, wharf_vfs::Metadata),
-}
-
-/// Formats entries page by page, each page written before the next is
-/// asked of the store: memory stays at one page whatever the directory's
-/// size.
-pub(crate) struct PageWriter {
-    format: ListFormat,
-    now: std::time::SystemTime,
-    text: String,
-}
-
-impl PageWriter {
-    pub(crate) fn new(format: ListFormat) -> PageWriter {
-        PageWriter {
-            format,
-            now: std::time::SystemTime::now(),
-            text: String::new(),
-        }
-    }
-
-    pub(crate) fn entry(&mut self, name: &str, meta: &wharf_vfs::Metadata) {
-        match self.format {
-            ListFormat::Long => listing::list_line(&mut self.text, name, meta, self.now),
-            ListFormat::Names => listing::name_line(&mut self.text, name),
-            ListFormat::Facts => listing::facts_line(&mut self.text, name, meta),
-        }
-    }
-
-    /// The text so far, taken.
-    pub(crate) fn take(&mut self) -> String {
-        std::mem::take(&mut self.text)
-    }
-}
-
 /// Streams a listing to the data connection. Returns the entries sent.
 pub(crate) async fn send_listing(
     source: ListSource,
     format: ListFormat,
     out: &mut DataStream,
 ) -> Result<u64, TransferError> {
-    let mut writer = PageWriter::new(format);
+    let mut pages = Pages::new(source, format);
     let mut count = 0u64;
-    match source {
-        ListSource::File(name, meta) => {
-            writer.entry(&name, &meta);
-            out.write_all(writer.take().as_bytes())
-                .await
-                .map_err(TransferError::Connection)?;
-            count += 1;
-        }
-        ListSource::Directory(mut pages) => {
-            while let Some(page) = pages
-                .next_page(LIST_PAGE)
-                .await
-                .map_err(TransferError::Store)?
-            {
-                for entry in &page {
-                    writer.entry(&entry.name, &entry.meta);
-                }
-                count += page.len() as u64;
-                out.write_all(writer.take().as_bytes())
-                    .await
-                    .map_err(TransferError::Connection)?;
-            }
-        }
+    while let Some((text, entries)) = pages.next().await.map_err(TransferError::Store)? {
+        out.write_all(text.as_bytes())
+            .await
+            .map_err(TransferError::Connection)?;
+        count += entries as u64;
     }
     out.finish().await.map_err(TransferError::Connection)?;
     Ok(count)

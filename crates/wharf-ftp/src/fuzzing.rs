@@ -1,11 +1,13 @@
 //! Entry point for the fuzz target `fuzz/fuzz_targets/ftp_line.rs`, also
 //! run over generated inputs by this crate's tests as a smoke run.
 
-use crate::control::{MAX_LINE, clean_line, split_command};
+use crate::command::{self, split_command};
+use crate::control::{MAX_LINE, clean_line};
 
 /// A control connection's bytes: cut into lines as the control channel
 /// cuts them (at LF, refusing lines over [`MAX_LINE`]), each cleaned of its
-/// line end and Telnet commands and split into verb and argument.
+/// line end and Telnet commands, split into verb and argument and parsed
+/// into a command as the session parses it.
 pub fn ftp_lines(data: &[u8]) {
     for raw in data.split(|&b| b == b'\n') {
         if raw.len() > MAX_LINE {
@@ -21,6 +23,8 @@ pub fn ftp_lines(data: &[u8]) {
             "verb {verb:?}"
         );
         assert!(line.ends_with(argument), "{line:?} / {argument:?}");
+        let (parsed_verb, _command) = command::parse(&line);
+        assert_eq!(parsed_verb, verb);
     }
 }
 

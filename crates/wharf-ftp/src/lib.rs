@@ -10,21 +10,28 @@
 //! this server issued to a control connection of the same user from the
 //! same client address. rustls runs on the aws-lc-rs provider only.
 //!
-//! Modules: `server` (accept loop), `session` (the command interpreter of
-//! one control connection), `control` (its line reader and AUTH TLS),
-//! `data` (passive ports, data TLS, the transfers), `listing` (LIST/MLSD
-//! lines), `reply` (replies, and `vfs::ErrorKind` to reply codes), `tls`
-//! (certificates and per-connection rustls configurations), `resume` (which
-//! sessions a data connection may resume), `auth` (logins).
+//! Modules: `server` (accept loop), `control` (the control connection: its
+//! line reader and AUTH TLS), `command` (a line parsed into a `Command`,
+//! once), `session` (one control connection: its state, the command loop
+//! and the dispatch to one module per family of commands under
+//! `session/`), `data` (passive ports, data TLS, the transfers), `listing`
+//! (LIST/MLSD lines, listings page by page), `reply` (reply codes, replies
+//! on the wire, and `vfs::ErrorKind` to reply codes), `tls` (certificates
+//! and per-connection rustls configurations), `resume` (which sessions a
+//! data connection may resume), `auth` (logins).
 //!
 //! Architecture invariants:
 //! - No storage, no policy: the only road to bytes is `UserFs`.
-//! - FTP reply vocabulary lives here, and `vfs::ErrorKind` becomes a reply
-//!   in one exhaustive `match` (`reply.rs`).
-//! - Listings stream page by page (`data::LIST_PAGE` entries at a time):
+//! - FTP reply vocabulary lives here: the codes are named once (`reply::Code`),
+//!   and `vfs::ErrorKind` becomes a reply in one exhaustive `match`
+//!   (`reply.rs`).
+//! - A command line is parsed in one place (`command.rs`, which the fuzz
+//!   target exercises); handlers get typed arguments.
+//! - Listings stream page by page (`listing::LIST_PAGE` entries at a time):
 //!   memory does not grow with the size of a directory.
 
 mod auth;
+mod command;
 pub mod config;
 mod control;
 mod data;

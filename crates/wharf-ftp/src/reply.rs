@@ -1,4 +1,5 @@
-//! FTP replies, and the one place where virtual filesystem errors become
+//! FTP replies: the codes this server sends, named once, how a reply goes
+//! on the wire, and the one place where virtual filesystem errors become
 //! reply codes.
 //!
 //! Our error messages go to the activity log, never to the client (under
@@ -7,15 +8,99 @@
 
 use wharf_vfs::{Error, ErrorKind};
 
+/// The reply codes this server sends (RFC 959, RFC 2228 for the security
+/// extensions, RFC 2428 for EPSV), by what they mean here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub(crate) enum Code {
+    /// About to open the data connection.
+    OpeningData = 150,
+    /// Command okay.
+    Ok = 200,
+    /// Command superfluous here (ALLO, ACCT).
+    Superfluous = 202,
+    /// System status (STAT without argument), FEAT.
+    SystemStatus = 211,
+    /// File status: SIZE, MDTM, STAT of a path.
+    FileStatus = 213,
+    /// HELP.
+    Help = 214,
+    /// SYST.
+    SystemType = 215,
+    /// The greeting.
+    Ready = 220,
+    /// QUIT.
+    Goodbye = 221,
+    /// Data connection open, no transfer in progress (ABOR without one).
+    NoTransfer = 225,
+    /// Closing the data connection: the transfer or ABOR succeeded.
+    TransferDone = 226,
+    /// Entering passive mode (PASV).
+    Passive = 227,
+    /// Entering extended passive mode (EPSV).
+    ExtendedPassive = 229,
+    /// Logged in.
+    LoggedIn = 230,
+    /// AUTH TLS accepted: the TLS handshake follows.
+    AuthOk = 234,
+    /// Requested file action done (CWD, DELE, RMD, RNTO, MLST).
+    FileActionOk = 250,
+    /// A path: created (MKD), or the working directory (PWD).
+    Path = 257,
+    /// User name okay, password needed.
+    NeedPassword = 331,
+    /// Pending further information (REST, RNFR).
+    Pending = 350,
+    /// Closing the control connection (shutdown, idle, login timeout).
+    Closing = 421,
+    /// Cannot open the data connection.
+    CantOpenData = 425,
+    /// Connection closed; transfer aborted.
+    TransferAborted = 426,
+    /// File action not taken: unavailable or busy for now.
+    FileBusy = 450,
+    /// Action aborted: local error.
+    LocalError = 451,
+    /// Insufficient storage.
+    NoSpace = 452,
+    /// Syntax error: unknown command, line too long.
+    SyntaxError = 500,
+    /// Syntax error in the arguments.
+    BadArgument = 501,
+    /// Command not implemented.
+    NotImplemented = 502,
+    /// Bad sequence of commands.
+    BadSequence = 503,
+    /// Command not implemented for that parameter.
+    BadParameter = 504,
+    /// Not logged in.
+    NotLoggedIn = 530,
+    /// Refused for policy reasons (the TLS rules of FTPS).
+    PolicyRefused = 534,
+    /// Protection level not supported.
+    ProtectionNotSupported = 536,
+    /// File unavailable: not found, no access, wrong kind.
+    Unavailable = 550,
+    /// File name not allowed.
+    NameNotAllowed = 553,
+}
+
+impl Code {
+    /// The number on the wire.
+    pub(crate) fn number(self) -> u16 {
+        self as u16
+    }
+}
+
 /// One reply: a code and one or more lines of text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Reply {
-    pub(crate) code: u16,
+    pub(crate) code: Code,
     pub(crate) text: String,
 }
 
 impl Reply {
-    pub(crate) fn new(code: u16, text: impl Into<String>) -> Reply {
+    pub(crate) fn new(code: Code, text: impl Into<String>) -> Reply {
         Reply {
             code,
             text: text.into(),
@@ -26,14 +111,15 @@ impl Reply {
     /// ` middle` lines and `CODE last`; CR and LF inside a line never reach
     /// the wire as such (a file name cannot inject a reply).
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let code = self.code.number();
         let lines: Vec<&str> = self.text.split('\n').collect();
         let last = lines.len() - 1;
         for (i, line) in lines.iter().enumerate() {
             let line = line.trim_end_matches('\r');
             if i == last {
-                out.extend_from_slice(format!("{} ", self.code).as_bytes());
+                out.extend_from_slice(format!("{code} ").as_bytes());
             } else if i == 0 {
-                out.extend_from_slice(format!("{}-", self.code).as_bytes());
+                out.extend_from_slice(format!("{code}-").as_bytes());
             } else {
                 out.push(b' ');
             }
@@ -41,6 +127,27 @@ impl Reply {
             out.extend_from_slice(b"\r\n");
         }
     }
+}
+
+/// The first line of a multi-line reply whose middle is sent in parts (STAT
+/// of a directory, page by page): `CODE-text`, the text as it is.
+pub(crate) fn first_line(code: Code, text: &str) -> Vec<u8> {
+    format!("{}-{text}\r\n", code.number()).into_bytes()
+}
+
+/// Listing text (CRLF-terminated lines) as the middle lines of a multi-line
+/// reply: each line starts with a space, CR and LF inside it become spaces.
+pub(crate) fn middle_lines(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() + text.len() / 40);
+    for line in text.split_terminator("\r\n") {
+        out.push(b' ');
+        out.extend(
+            line.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+        out.extend_from_slice(b"\r\n");
+    }
+    out
 }
 
 /// The reply for a virtual filesystem error: the code by kind, the text
@@ -52,12 +159,12 @@ pub(crate) fn for_error(error: &Error) -> Reply {
         | ErrorKind::NotADirectory
         | ErrorKind::IsADirectory
         | ErrorKind::DirectoryNotEmpty
-        | ErrorKind::PermissionDenied => 550,
-        ErrorKind::InvalidPath => 553,
-        ErrorKind::Unsupported => 502,
-        ErrorKind::NoSpace => 452,
-        ErrorKind::Unavailable | ErrorKind::LimitReached => 450,
-        ErrorKind::Internal => 451,
+        | ErrorKind::PermissionDenied => Code::Unavailable,
+        ErrorKind::InvalidPath => Code::NameNotAllowed,
+        ErrorKind::Unsupported => Code::NotImplemented,
+        ErrorKind::NoSpace => Code::NoSpace,
+        ErrorKind::Unavailable | ErrorKind::LimitReached => Code::FileBusy,
+        ErrorKind::Internal => Code::LocalError,
     };
     Reply::new(code, format!("{}.", error.client_message()))
 }
@@ -83,7 +190,7 @@ mod tests {
             (ErrorKind::Internal, 451),
         ] {
             let reply = for_error(&Error::new(kind, "s3://bucket/alice/secret: boom"));
-            assert_eq!(reply.code, expected, "{kind:?}");
+            assert_eq!(reply.code.number(), expected, "{kind:?}");
             assert!(!reply.text.contains("secret"), "{kind:?}");
         }
     }
@@ -96,12 +203,24 @@ mod tests {
 
     #[test]
     fn single_and_multi_line_replies() {
-        assert_eq!(wire(Reply::new(200, "OK")), "200 OK\r\n");
+        assert_eq!(wire(Reply::new(Code::Ok, "OK")), "200 OK\r\n");
         assert_eq!(
-            wire(Reply::new(211, "Features:\nUTF8\nEnd")),
+            wire(Reply::new(Code::SystemStatus, "Features:\nUTF8\nEnd")),
             "211-Features:\r\n UTF8\r\n211 End\r\n"
         );
         // A CR in a name cannot end the line early.
-        assert_eq!(wire(Reply::new(257, "\"/a\rb\"")), "257 \"/a b\"\r\n");
+        assert_eq!(
+            wire(Reply::new(Code::Path, "\"/a\rb\"")),
+            "257 \"/a b\"\r\n"
+        );
+    }
+
+    #[test]
+    fn streamed_multi_line_replies() {
+        assert_eq!(
+            first_line(Code::FileStatus, "Status of dir:"),
+            b"213-Status of dir:\r\n"
+        );
+        assert_eq!(middle_lines("a\r\nb\r\n"), b" a\r\n b\r\n");
     }
 }
