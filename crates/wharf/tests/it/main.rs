@@ -10,6 +10,7 @@ mod ftps;
 mod hostile;
 mod idp;
 mod invariants;
+mod ldap;
 mod paramiko;
 mod policy;
 mod s3;
