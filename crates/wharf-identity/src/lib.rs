@@ -12,6 +12,7 @@
 //! semantics; the caller passes what validation needs in a
 //! [`ValidationContext`].
 
+mod database;
 pub mod hashing;
 mod keys;
 mod password;
@@ -31,11 +32,12 @@ pub use russh::keys::PublicKey;
 use russh::keys::ssh_key::HashAlg;
 
 pub use keys::AuthorizedKey;
-pub use password::{hash_password, verify_password};
+pub use password::{HashProblem, HashScheme, hash_password, limits, verify_password};
 pub use providers::{
     ApiGatewayConfig, ApiGatewayProvider, CachingProvider, CommandConfig, CommandProvider,
     LambdaConfig, LambdaProvider, PasswordHeader, ProviderConfigError, request_event, with_cache,
 };
+pub use providers::{SqlConfig, SqlProvider};
 pub use response::validate_response;
 pub use username::{UsernameError, check_username};
 

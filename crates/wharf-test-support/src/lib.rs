@@ -1,8 +1,9 @@
 //! Development-only helpers shared by the test suites: launchers for real
-//! peer programs (an S3 API server, the wharf binary, the OpenSSH and
-//! paramiko clients) and fixtures.
+//! peer programs (an S3 API server, a PostgreSQL server, the wharf binary,
+//! the OpenSSH and paramiko clients) and fixtures.
 
 pub mod fuzz;
+pub mod postgres;
 pub mod s3;
 pub mod tools;
 pub mod wharf;

@@ -1,7 +1,8 @@
 //! Identity providers that ask something outside wharf: an HTTP endpoint in
 //! the AWS Lambda shape (`lambda`), one in the AWS API Gateway shape
-//! (`api_gateway`), or a local program (`command`); and [`CachingProvider`],
-//! which remembers successful answers for `cache_ttl`.
+//! (`api_gateway`), a local program (`command`), or a user table in
+//! PostgreSQL or SQLite (`sql`); and [`CachingProvider`], which remembers
+//! successful answers for `cache_ttl`.
 //!
 //! All three send the same request object, the AWS Transfer Family custom
 //! identity provider event ([`request_event`]), and read the same response
@@ -22,6 +23,7 @@ mod cache;
 mod command;
 mod http;
 mod lambda;
+pub mod sql;
 
 use std::fmt;
 use std::time::Duration;
@@ -33,6 +35,7 @@ pub use api_gateway::{ApiGatewayConfig, ApiGatewayProvider, PasswordHeader};
 pub use cache::{CachingProvider, DEFAULT_CACHE_CAPACITY, with_cache};
 pub use command::{CommandConfig, CommandProvider};
 pub use lambda::{LambdaConfig, LambdaProvider};
+pub use sql::{SqlConfig, SqlProvider};
 
 use crate::{Answer, Credential, LoginRequest};
 
