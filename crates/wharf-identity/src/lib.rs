@@ -32,7 +32,9 @@ pub use russh::keys::PublicKey;
 use russh::keys::ssh_key::HashAlg;
 
 pub use keys::AuthorizedKey;
-pub use password::{HashProblem, HashScheme, hash_password, limits, verify_password};
+pub use password::{
+    HashProblem, HashScheme, hash_password, limits as hash_limits, verify_password,
+};
 pub use providers::{
     ApiGatewayConfig, ApiGatewayProvider, CachingProvider, CommandConfig, CommandProvider,
     LambdaConfig, LambdaProvider, PasswordHeader, ProviderConfigError, request_event, with_cache,

@@ -4,7 +4,7 @@
 //!
 //! Both databases are served by one code path: runtime queries written in
 //! the SQL both understand (`$N` parameters, `ON CONFLICT DO NOTHING`), run
-//! through [`with_pool!`] on whichever pool is open, and one set of
+//! through `with_pool!` on whichever pool is open, and one set of
 //! migrations (`migrations/users`). Every login reads the database and
 //! nothing is cached here, so a change made by any process sharing the
 //! database takes effect at the next login, without a restart.

@@ -708,9 +708,21 @@ async fn sql_provider_against_postgresql() {
     let live_started = Instant::now();
     assert_ok(&run(live.as_ref(), &password(&user.username, &user.password)).await);
     let live_took = live_started.elapsed();
+    let (mut connecting, mut waiting) = (0, 0);
     while let Some(outcome) = hung.join_next().await {
-        assert_denied(&outcome.unwrap(), 504, "did not answer within 1s");
+        let outcome = outcome.unwrap();
+        assert_denied(&outcome, 504, "did not answer within 1s (");
+        let reason = outcome.1.unwrap_err().reason;
+        if reason.contains("(while connecting)") {
+            connecting += 1;
+        } else if reason.contains("(while waiting for a free connection (all 8 in use))") {
+            waiting += 1;
+        }
     }
+    // Each was connecting, or waiting for one of the 8 connections (those
+    // that got one as the first ones gave up say "connecting").
+    assert_eq!(connecting + waiting, 12, "{connecting} + {waiting}");
+    assert!(connecting >= 8, "{connecting} + {waiting}");
     assert_within(hung_started, SHORT + SLACK);
     assert!(
         live_took < SHORT,
@@ -726,7 +738,7 @@ async fn sql_provider_against_postgresql() {
     assert_denied(
         &run(live.as_ref(), &key("u-keys", CAROL_KEY)).await,
         504,
-        "did not answer within",
+        "did not answer within 1s (to the query)",
     );
     assert_within(paused, SHORT + SLACK);
     server.resume();

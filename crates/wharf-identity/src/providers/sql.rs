@@ -43,6 +43,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -69,6 +70,11 @@ use crate::{Answer, Credential, IdentityProvider, LoginRequest};
 pub const MAX_CONNECTIONS: usize = 8;
 /// How long an unused connection is kept for the next login.
 pub const IDLE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The phases of a login's database work.
+const WAITING: u8 = 0;
+const CONNECTING: u8 = 1;
+const QUERYING: u8 = 2;
 
 /// The response fields a column may fill, as the response object names them.
 const FIELDS: [&str; 8] = [
@@ -311,10 +317,13 @@ impl SqlProvider {
             Some(digest) => text.replace(digest, "***"),
             None => text,
         };
+        // Where a login that runs out of time was, for its reason.
+        let phase = AtomicU8::new(WAITING);
         let outcome = timeout_at(deadline, async {
             let Ok(_permit) = self.connections.permits.acquire().await else {
                 return Err(Failure::Connect("the provider is shutting down".to_owned()));
             };
+            phase.store(QUERYING, Ordering::Relaxed);
             if let Some(mut conn) = self.connections.take_idle() {
                 match conn.fetch(&self.query, &args).await {
                     Ok((rows, complete)) => {
@@ -327,11 +336,13 @@ impl SqlProvider {
                     Err(_) => drop(conn),
                 }
             }
+            phase.store(CONNECTING, Ordering::Relaxed);
             let mut conn = self
                 .connections
                 .connect()
                 .await
                 .map_err(|e| Failure::Connect(e.to_string()))?;
+            phase.store(QUERYING, Ordering::Relaxed);
             let (rows, complete) = conn
                 .fetch(&self.query, &args)
                 .await
@@ -344,13 +355,23 @@ impl SqlProvider {
         .await;
         match outcome {
             Ok(Ok(rows)) => Ok(rows),
-            Err(_elapsed) => Err(Answer::denied(
-                504,
-                format!(
-                    "the {kind} identity provider's database {shown} did not answer within {:?}",
-                    self.timeout
-                ),
-            )),
+            Err(_elapsed) => {
+                let doing = match phase.load(Ordering::Relaxed) {
+                    WAITING => format!(
+                        "while waiting for a free connection (all {MAX_CONNECTIONS} in use)"
+                    ),
+                    CONNECTING => "while connecting".to_owned(),
+                    _ => "to the query".to_owned(),
+                };
+                Err(Answer::denied(
+                    504,
+                    format!(
+                        "the {kind} identity provider's database {shown} did not answer within \
+                         {:?} ({doing})",
+                        self.timeout
+                    ),
+                ))
+            }
             Ok(Err(Failure::Connect(error))) => Err(Answer::denied(
                 503,
                 format!(
@@ -441,11 +462,10 @@ impl IdentityProvider for SqlProvider {
             }
             _ => None,
         };
-        let rows = match self.rows(username, digest.as_deref(), deadline).await {
+        let mut rows = match self.rows(username, digest.as_deref(), deadline).await {
             Ok(rows) => rows,
             Err(answer) => return answer,
         };
-        let mut rows = rows;
         if rows.len() > 1 {
             return Answer::denied(
                 500,
