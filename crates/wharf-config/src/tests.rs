@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::values::{self, Database};
+use crate::values;
 use crate::{Document, Problems, Tagged, field_names, section, tagged_section};
 
 #[derive(Debug, Deserialize, Default)]
@@ -36,8 +36,8 @@ struct Disk {
 #[serde(deny_unknown_fields)]
 struct Cloud {
     endpoint: String,
-    #[serde(default)]
-    database: Database,
+    #[serde(default, deserialize_with = "values::database::deserialize")]
+    database: String,
 }
 
 crate::tagged! {
@@ -158,7 +158,7 @@ fn a_tagged_section_keeps_key_paths_inside_its_variant() {
         panic!("not cloud")
     };
     assert_eq!(cloud.endpoint, "http://x");
-    assert_eq!(cloud.database, Database::Postgres("postgres://db/w".into()));
+    assert_eq!(cloud.database, "postgres://db/w");
 
     assert_eq!(
         tagged("root = \"x\"\n", None).1,

@@ -251,67 +251,38 @@ pub mod cidrs {
     }
 }
 
-/// Where a database is: `database` keys.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub enum Database {
-    /// `""`: the default place (SQLite in `data_dir`).
-    #[default]
-    Default,
-    /// `sqlite://PATH` or a plain path, relative to the configuration file.
-    Sqlite(PathBuf),
-    /// `postgres://...` or `postgresql://...`, as given.
-    Postgres(String),
-}
+/// A `database` value: a `postgres://` URL as given, or an SQLite file
+/// (`sqlite://PATH` or a plain path) made absolute against the
+/// configuration file's directory; `""` stays `""` (the default place).
+/// What it names is checked by the crate that opens it.
+pub mod database {
+    use super::*;
 
-impl Database {
-    pub fn parse(text: &str) -> Result<Database, String> {
-        if text.is_empty() {
-            return Ok(Database::Default);
+    pub fn resolve(text: &str) -> String {
+        let lower = text.to_ascii_lowercase();
+        if text.is_empty() || lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+        {
+            return text.to_owned();
         }
-        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
-            return Ok(Database::Postgres(text.to_owned()));
-        }
-        let path = text.strip_prefix("sqlite://").unwrap_or(text);
-        if path.is_empty() || path.contains("://") {
-            return Err(format!(
-                "{:?} is not a postgres:// URL, a sqlite:// URL or a path",
-                redact_url(text)
-            ));
-        }
-        Ok(Database::Sqlite(crate::document::resolve(path)))
-    }
-}
-
-/// A URL with any password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{scheme}://{user}:***@{host}{tail}")
-        }
-        None => url.to_owned(),
-    }
-}
-
-// By hand: a URL may carry a password.
-impl fmt::Debug for Database {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Database::Default => f.write_str("Default"),
-            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
-            Database::Postgres(url) => f.debug_tuple("Postgres").field(&redact_url(url)).finish(),
+        match text.strip_prefix("sqlite://") {
+            Some(path) if !path.is_empty() && !path.starts_with(':') => {
+                let (file, query) = match path.split_once('?') {
+                    Some((file, query)) => (file, format!("?{query}")),
+                    None => (path, String::new()),
+                };
+                format!(
+                    "sqlite://{}{query}",
+                    crate::document::resolve(file).display()
+                )
+            }
+            Some(_) => text.to_owned(),
+            None if text.contains("://") => text.to_owned(),
+            None => crate::document::resolve(text).display().to_string(),
         }
     }
-}
 
-impl<'de> Deserialize<'de> for Database {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Database, D::Error> {
-        parsed(deserializer, Database::parse)
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+        Ok(resolve(&String::deserialize(deserializer)?))
     }
 }
 
@@ -339,23 +310,20 @@ mod tests {
     }
 
     #[test]
-    fn databases_and_redaction() {
-        assert_eq!(Database::parse(""), Ok(Database::Default));
-        assert_eq!(
-            Database::parse("sqlite:///var/lib/u.db"),
-            Ok(Database::Sqlite("/var/lib/u.db".into()))
-        );
-        assert_eq!(
-            Database::parse("/x/u.db"),
-            Ok(Database::Sqlite("/x/u.db".into()))
-        );
-        let pg = Database::parse("postgres://wharf:s3cret@db:5432/wharf").unwrap();
-        assert!(matches!(pg, Database::Postgres(_)));
-        assert!(!format!("{pg:?}").contains("s3cret"), "{pg:?}");
-        let error = Database::parse("mysql://u:s3cret@h/db").unwrap_err();
-        assert!(
-            !error.contains("s3cret") && error.contains("mysql://u:***@h/db"),
-            "{error}"
-        );
+    fn database_paths_resolve_against_the_file() {
+        let doc = crate::Document::parse("", None, PathBuf::from("/etc/wharf"), &[]).unwrap();
+        doc.read_sections(|| {
+            for (given, expected) in [
+                ("", ""),
+                ("users.db", "/etc/wharf/users.db"),
+                ("/var/u.db", "/var/u.db"),
+                ("sqlite://u.db?mode=ro", "sqlite:///etc/wharf/u.db?mode=ro"),
+                ("sqlite:///abs.db", "sqlite:///abs.db"),
+                ("postgres://w:s@db/w", "postgres://w:s@db/w"),
+                ("mysql://h/db", "mysql://h/db"),
+            ] {
+                assert_eq!(database::resolve(given), expected, "{given}");
+            }
+        });
     }
 }

@@ -8,13 +8,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use wharf_config::values::{self, Database};
+use wharf_config::values;
 use wharf_config::{Problems, Tagged as _};
 
 use crate::IdentityProvider;
 use crate::providers::{
     ApiGatewayConfig, ApiGatewayProvider, CommandConfig, CommandProvider, LambdaConfig,
-    LambdaProvider, LdapConfig, LdapProvider, ProviderConfigError, with_cache,
+    LambdaProvider, LdapConfig, LdapProvider, ProviderConfigError, SqlConfig, SqlProvider,
+    with_cache,
 };
 use crate::service_managed::{ServiceManaged, UserStore};
 
@@ -68,10 +69,7 @@ pub enum ProviderPlan {
     Ready(Arc<dyn IdentityProvider>),
     /// Service-managed users: the database is opened (and created when
     /// missing) by `serve` only ([`ProviderPlan::open`]).
-    ServiceManaged {
-        database: Database,
-        timeout: Duration,
-    },
+    ServiceManaged { database: String, timeout: Duration },
 }
 
 impl ProviderPlan {
@@ -92,13 +90,10 @@ impl ProviderPlan {
 }
 
 /// Opens the user database (creating and migrating it when needed).
-pub async fn open_users(database: &Database) -> Result<UserStore, String> {
-    match database {
-        Database::Sqlite(path) => UserStore::open_sqlite(path).await.map_err(|e| e.0),
-        Database::Postgres(_) | Database::Default => Err(
-            "identity_provider.database: PostgreSQL is not available in this build yet".to_owned(),
-        ),
-    }
+pub async fn open_users(database: &str) -> Result<UserStore, String> {
+    UserStore::open(database)
+        .await
+        .map_err(|e| format!("identity_provider.{}", e.0))
 }
 
 /// One provider's settings: builds the provider with the constructor
@@ -116,6 +111,7 @@ wharf_config::tagged! {
         "api_gateway" => ApiGateway(ApiGatewayConfig),
         "command" => Command(CommandConfig),
         "ldap" => Ldap(LdapConfig),
+        "sql" => Sql(SqlConfig),
     }
 }
 
@@ -188,20 +184,32 @@ pub fn ready(
 }
 
 /// `type = "service_managed"`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceManagedConfig {
-    /// Empty: SQLite in `data_dir`; or `sqlite://PATH`, or `postgres://...`.
-    pub database: Database,
+    /// Empty: SQLite in `data_dir`; or `sqlite://PATH`, a path, or
+    /// `postgres://...`.
+    #[serde(deserialize_with = "values::database::deserialize")]
+    pub database: String,
+}
+
+// By hand: the URL may carry the database password.
+impl std::fmt::Debug for ServiceManagedConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceManagedConfig")
+            .field("database", &crate::database::redacted(&self.database))
+            .finish()
+    }
 }
 
 impl ServiceManagedConfig {
     /// Where the users are: the configured database, or `users.db` in
     /// `data_dir`.
-    pub fn database(&self, data_dir: &Path) -> Database {
-        match &self.database {
-            Database::Default => Database::Sqlite(data_dir.join("users.db")),
-            other => other.clone(),
+    pub fn database(&self, data_dir: &Path) -> String {
+        if self.database.is_empty() {
+            data_dir.join("users.db").display().to_string()
+        } else {
+            self.database.clone()
         }
     }
 }
@@ -209,8 +217,9 @@ impl ServiceManagedConfig {
 impl ProviderSection for ServiceManagedConfig {
     fn plan(&self, context: &PlanContext<'_>) -> Result<ProviderPlan, ProviderConfigError> {
         let database = self.database(context.data_dir);
-        match &database {
-            Database::Sqlite(path) => match std::fs::metadata(path) {
+        UserStore::check_database(&database).map_err(|e| ProviderConfigError(e.0))?;
+        if let Some(path) = crate::database::sqlite_file(&database) {
+            match std::fs::metadata(&path) {
                 Ok(meta) if meta.is_dir() => {
                     return Err(ProviderConfigError(format!(
                         "database: {} is a directory",
@@ -218,15 +227,9 @@ impl ProviderSection for ServiceManagedConfig {
                     )));
                 }
                 Ok(_) => {}
-                Err(_) => wharf_config::creatable(path)
+                Err(_) => wharf_config::creatable(&path)
                     .map_err(|e| ProviderConfigError(format!("database: {e}")))?,
-            },
-            Database::Postgres(_) => {
-                return Err(ProviderConfigError(
-                    "database: PostgreSQL is not available in this build yet".to_owned(),
-                ));
             }
-            Database::Default => {}
         }
         Ok(ProviderPlan::ServiceManaged {
             database,
@@ -262,5 +265,11 @@ impl ProviderSection for CommandConfig {
 impl ProviderSection for LdapConfig {
     fn plan(&self, context: &PlanContext<'_>) -> Result<ProviderPlan, ProviderConfigError> {
         ready(LdapProvider::new(self.clone(), context.timeout)?, context)
+    }
+}
+
+impl ProviderSection for SqlConfig {
+    fn plan(&self, context: &PlanContext<'_>) -> Result<ProviderPlan, ProviderConfigError> {
+        ready(SqlProvider::new(self.clone(), context.timeout)?, context)
     }
 }

@@ -1,6 +1,8 @@
-//! Bounded password verification.
+//! Bounded password verification, for every scheme wharf checks (argon2,
+//! bcrypt, sha512-crypt, pbkdf2-sha256: [`crate::HashScheme`]) in one queue.
 //!
-//! One argon2id check costs 19 MiB and tens of milliseconds of a core, and
+//! One argon2id check costs 19 MiB and tens of milliseconds of a core (a
+//! bcrypt or sha512-crypt check tens to hundreds of milliseconds), and
 //! anyone who can open a connection can ask for one (unknown users too: they
 //! are checked against a dummy hash so that they take the same time). Left
 //! unbounded, 128 concurrent guesses cost 1.4 GiB and delay every real login
@@ -255,7 +257,8 @@ impl HashQueue {
         }
     }
 
-    /// Checks `password` against `hash` for a client at `source`.
+    /// Checks `password` against `hash` (any [`crate::HashScheme`]; an
+    /// unusable hash is a mismatch) for a client at `source`.
     pub async fn verify(self: &Arc<Self>, source: IpAddr, password: &str, hash: &str) -> Verdict {
         let Some(slot) = self.slot(source).await else {
             return Verdict::Busy;

@@ -13,6 +13,7 @@
 //! [`ValidationContext`].
 
 pub mod config;
+mod database;
 pub mod hashing;
 mod keys;
 mod password;
@@ -32,7 +33,9 @@ pub use russh::keys::PublicKey;
 use russh::keys::ssh_key::HashAlg;
 
 pub use keys::AuthorizedKey;
-pub use password::{hash_password, verify_password};
+pub use password::{
+    HashProblem, HashScheme, hash_password, limits as hash_limits, verify_password,
+};
 pub use providers::{
     ApiGatewayConfig, ApiGatewayProvider, CachingProvider, CommandConfig, CommandProvider,
     LambdaConfig, LambdaProvider, PasswordHeader, ProviderConfigError, request_event, with_cache,
@@ -41,6 +44,7 @@ pub use providers::{
     AttributeSource as LdapAttributeSource, DEFAULT_USER_FILTER as LDAP_DEFAULT_USER_FILTER,
     LdapConfig, LdapProvider,
 };
+pub use providers::{SqlConfig, SqlProvider};
 pub use response::validate_response;
 pub use username::{UsernameError, check_username};
 

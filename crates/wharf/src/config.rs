@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use wharf_config::values::{self, Database};
+use wharf_config::values;
 use wharf_config::{Document, Problems, section};
 use wharf_ftp::config::{FtpSection, FtpsSection};
 use wharf_identity::config::{IdentityProviderConfig, ProviderConfig};
@@ -137,7 +137,8 @@ pub struct RoleConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterConfig {
-    pub database: Database,
+    #[serde(deserialize_with = "values::database::deserialize")]
+    pub database: String,
     #[serde(deserialize_with = "values::optional_string::deserialize")]
     pub node_id: Option<String>,
 }
@@ -175,10 +176,10 @@ impl Config {
 
     /// Where `wharf user` finds service-managed users: the configured
     /// database, else `users.db` in `data_dir`.
-    pub fn user_database(&self) -> Database {
+    pub fn user_database(&self) -> String {
         match &self.identity.provider {
             ProviderConfig::ServiceManaged(users) => users.database(&self.server.data_dir),
-            _ => Database::Sqlite(self.server.data_dir.join("users.db")),
+            _ => self.server.data_dir.join("users.db").display().to_string(),
         }
     }
 
@@ -202,7 +203,7 @@ impl Config {
         }
         self.identity.validate("identity_provider", problems);
         if let Some(cluster) = &self.cluster
-            && cluster.database != Database::Default
+            && !cluster.database.is_empty()
         {
             problems.push(
                 "cluster.database",

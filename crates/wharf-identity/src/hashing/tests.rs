@@ -122,3 +122,42 @@ async fn concurrent_checks_never_exceed_the_slots_and_all_finish() {
     );
     assert_eq!(queue.load(), (0, 0));
 }
+
+#[tokio::test]
+async fn one_queue_checks_every_scheme() {
+    let queue = HashQueue::new(1, 10, Duration::from_secs(5));
+    // Published vectors (glibc, OpenBSD bcrypt, passlib).
+    for (password, hash) in [
+        (
+            "Hello world!",
+            "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1",
+        ),
+        (
+            "U*U",
+            "$2b$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW",
+        ),
+        (
+            "password",
+            "$pbkdf2-sha256$1212$4vjV83LKPjQzk31VI4E0Vw$hsYF68OiOUPdDZ1Fg.fJPeq1h/gXXY7acBp9/6c.tmQ",
+        ),
+    ] {
+        assert_eq!(
+            queue.verify(addr(1), password, hash).await,
+            Verdict::Match,
+            "{hash}"
+        );
+        assert_eq!(
+            queue.verify(addr(1), "wrong", hash).await,
+            Verdict::Mismatch,
+            "{hash}"
+        );
+    }
+    // An unusable hash is a mismatch, never an error.
+    assert_eq!(
+        queue
+            .verify(addr(1), "x", "$1$saltsalt$qjXMvbEw8oaL.CzflDugX/")
+            .await,
+        Verdict::Mismatch
+    );
+    assert_eq!(queue.load(), (0, 0));
+}

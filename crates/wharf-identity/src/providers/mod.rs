@@ -1,7 +1,8 @@
 //! Identity providers that ask something outside wharf: an HTTP endpoint in
 //! the AWS Lambda shape (`lambda`), one in the AWS API Gateway shape
-//! (`api_gateway`), or a local program (`command`); and [`CachingProvider`],
-//! which remembers successful answers for `cache_ttl`.
+//! (`api_gateway`), a local program (`command`), or a user table in
+//! PostgreSQL or SQLite (`sql`); and [`CachingProvider`], which remembers
+//! successful answers for `cache_ttl`.
 //!
 //! All three send the same request object, the AWS Transfer Family custom
 //! identity provider event ([`request_event`]), and read the same response
@@ -23,6 +24,7 @@ mod command;
 mod http;
 mod lambda;
 mod ldap;
+pub mod sql;
 
 use std::fmt;
 use std::time::Duration;
@@ -37,6 +39,7 @@ pub use lambda::{LambdaConfig, LambdaProvider};
 pub use ldap::{
     AttributeSource, DEFAULT_PUBLIC_KEYS_ATTRIBUTE, DEFAULT_USER_FILTER, LdapConfig, LdapProvider,
 };
+pub use sql::{SqlConfig, SqlProvider};
 
 use crate::{Answer, Credential, LoginRequest};
 

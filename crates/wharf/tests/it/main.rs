@@ -15,6 +15,7 @@ mod paramiko;
 mod policy;
 mod s3;
 mod sftp;
+mod sql;
 
 use std::path::{Path, PathBuf};
 
