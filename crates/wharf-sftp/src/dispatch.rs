@@ -13,8 +13,8 @@
 //! Transport-agnostic: the dispatcher reads [`Input`] and writes [`Output`];
 //! `server.rs` connects them to a russh channel, tests to memory.
 //!
-//! This module runs a channel ([`run`]) and routes each decoded request
-//! ([`start`], [`serve`]). The rest lives beside it:
+//! This module runs a channel (`run`) and routes each decoded request
+//! (`start`, `serve`). The rest lives beside it:
 //!
 //! | module | owns |
 //! |---|---|
@@ -28,7 +28,7 @@
 //! | `directories` | OPENDIR, READDIR, MKDIR, RMDIR |
 //! | `paths` | STAT, LSTAT, SETSTAT, REMOVE, RENAME, REALPATH, expand-path, links |
 //! | `extensions` | the extensions announced in VERSION, limits, unknown requests |
-//! | `attrs` | metadata as SFTP attributes and back |
+//! | `attrs` | metadata as SFTP attributes, the time a client sets in them |
 
 use std::future::Future;
 use std::sync::Arc;

@@ -30,7 +30,7 @@ pub(super) async fn run<I: Input>(shared: &Arc<Shared>, input: &mut I) -> Ended 
                 Err(reason) => return Ended::Protocol(reason),
             };
             let started = if initialised {
-                start(shared, input, packet).await
+                start_request(shared, input, packet).await
             } else {
                 initialised = true;
                 init(shared, packet).await
@@ -54,7 +54,11 @@ async fn init(shared: &Shared, packet: Bytes) -> Result<(), Ended> {
 }
 
 /// Takes one request's budget, decodes the request and starts it.
-async fn start<I: Input>(shared: &Arc<Shared>, input: &I, packet: Bytes) -> Result<(), Ended> {
+async fn start_request<I: Input>(
+    shared: &Arc<Shared>,
+    input: &I,
+    packet: Bytes,
+) -> Result<(), Ended> {
     let permit = tokio::select! {
         permit = shared.budgets.requests.take(packet.len()) => match permit {
             Some(permit) => permit,
