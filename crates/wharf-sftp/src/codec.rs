@@ -363,15 +363,6 @@ impl Reply {
         Reply { buf }
     }
 
-    /// Starts a reply in an existing buffer (which must be empty).
-    pub fn in_buffer(mut buf: BytesMut, kind: u8, id: u32) -> Reply {
-        buf.clear();
-        buf.put_u32(0);
-        buf.put_u8(kind);
-        buf.put_u32(id);
-        Reply { buf }
-    }
-
     pub fn u32(&mut self, value: u32) -> &mut Self {
         self.buf.put_u32(value);
         self
@@ -421,11 +412,6 @@ impl Reply {
         self
     }
 
-    /// The buffer being written, for callers that append data in place.
-    pub fn buffer(&mut self) -> &mut BytesMut {
-        &mut self.buf
-    }
-
     pub fn finish(mut self) -> Bytes {
         let len = u32::try_from(self.buf.len() - 4).unwrap_or(u32::MAX);
         self.buf[..4].copy_from_slice(&len.to_be_bytes());
@@ -459,142 +445,41 @@ pub fn attrs(id: u32, attrs: &Attrs) -> Bytes {
 
 /// `VERSION` reply with our extensions.
 pub fn version(extensions: &[(&str, &str)]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(128);
-    buf.put_u32(0);
-    buf.put_u8(SSH_FXP_VERSION);
-    buf.put_u32(3);
+    // The version (3) stands where other replies have the request id.
+    let mut reply = Reply::new(SSH_FXP_VERSION, 3, 119);
     for (name, data) in extensions {
-        buf.put_u32(name.len() as u32);
-        buf.put_slice(name.as_bytes());
-        buf.put_u32(data.len() as u32);
-        buf.put_slice(data.as_bytes());
+        reply.string(name.as_bytes()).string(data.as_bytes());
     }
-    let len = (buf.len() - 4) as u32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
-    buf.freeze()
+    reply.finish()
+}
+
+/// The bytes of a `DATA` reply before its data.
+const DATA_HEADER: usize = 13;
+
+/// Starts a `DATA` reply to `id` with room for `len` bytes of data, which
+/// the caller appends (a read straight into the packet buffer);
+/// [`finish_data`] completes it.
+pub fn start_data(id: u32, len: usize) -> BytesMut {
+    let mut buf = BytesMut::with_capacity(DATA_HEADER + len);
+    buf.put_u32(0);
+    buf.put_u8(SSH_FXP_DATA);
+    buf.put_u32(id);
+    buf.put_u32(0);
+    buf
+}
+
+/// Completes a `DATA` reply begun by [`start_data`], or `None` if no data
+/// was appended.
+pub fn finish_data(mut buf: BytesMut) -> Option<Bytes> {
+    let n = buf.len() - DATA_HEADER;
+    if n == 0 {
+        return None;
+    }
+    let total = u32::try_from(buf.len() - 4).unwrap_or(u32::MAX);
+    buf[0..4].copy_from_slice(&total.to_be_bytes());
+    buf[9..13].copy_from_slice(&u32::try_from(n).unwrap_or(0).to_be_bytes());
+    Some(buf.freeze())
 }
 
 #[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    fn packet(kind: u8, id: u32, body: impl FnOnce(&mut BytesMut)) -> Bytes {
-        let mut buf = BytesMut::new();
-        buf.put_u8(kind);
-        buf.put_u32(id);
-        body(&mut buf);
-        buf.freeze()
-    }
-
-    fn put_str(buf: &mut BytesMut, s: &[u8]) {
-        buf.put_u32(s.len() as u32);
-        buf.put_slice(s);
-    }
-
-    #[test]
-    fn decodes_requests() {
-        let open = packet(SSH_FXP_OPEN, 7, |b| {
-            put_str(b, b"/a.txt");
-            b.put_u32(SSH_FXF_WRITE | SSH_FXF_CREAT | SSH_FXF_TRUNC);
-            b.put_u32(ATTR_PERMISSIONS | ATTR_ACMODTIME);
-            b.put_u32(0o644);
-            b.put_u32(1);
-            b.put_u32(2);
-        });
-        assert_eq!(
-            decode_request(open).unwrap(),
-            (
-                7,
-                Request::Open {
-                    path: "/a.txt".into(),
-                    flags: 0x1a,
-                    attrs: Attrs {
-                        permissions: Some(0o644),
-                        times: Some((1, 2)),
-                        ..Attrs::default()
-                    }
-                }
-            )
-        );
-        let write = packet(SSH_FXP_WRITE, 9, |b| {
-            put_str(b, b"h1");
-            b.put_u64(1 << 40);
-            put_str(b, b"payload");
-        });
-        let (id, request) = decode_request(write).unwrap();
-        assert_eq!(id, 9);
-        assert_eq!(
-            request,
-            Request::Write {
-                handle: Bytes::from_static(b"h1"),
-                offset: 1 << 40,
-                data: Bytes::from_static(b"payload")
-            }
-        );
-        let rename = packet(SSH_FXP_EXTENDED, 3, |b| {
-            put_str(b, b"posix-rename@openssh.com");
-            put_str(b, b"/a");
-            put_str(b, b"/b");
-        });
-        assert_eq!(
-            decode_request(rename).unwrap().1,
-            Request::PosixRename {
-                from: "/a".into(),
-                to: "/b".into()
-            }
-        );
-        assert_eq!(
-            decode_request(packet(99, 1, |_| {})).unwrap().1,
-            Request::Unknown { kind: 99 }
-        );
-    }
-
-    #[test]
-    fn malformed_packets_are_errors_not_panics() {
-        let cases: Vec<Bytes> = vec![
-            Bytes::new(),
-            Bytes::from_static(&[SSH_FXP_OPEN]),
-            packet(SSH_FXP_OPEN, 1, |b| b.put_u32(100)),
-            packet(SSH_FXP_READ, 1, |b| put_str(b, b"h")),
-            packet(SSH_FXP_WRITE, 1, |b| {
-                put_str(b, b"h");
-                b.put_u64(0);
-                b.put_u32(u32::MAX);
-            }),
-            packet(SSH_FXP_SETSTAT, 1, |b| {
-                put_str(b, b"/x");
-                b.put_u32(ATTR_EXTENDED);
-                b.put_u32(u32::MAX);
-            }),
-        ];
-        for case in cases {
-            assert!(decode_request(case.clone()).is_err(), "{case:?}");
-        }
-        // A path in another encoding is answered, not fatal.
-        assert_eq!(
-            decode_request(packet(SSH_FXP_STAT, 7, |b| put_str(b, &[0xff, 0xfe]))).unwrap(),
-            (7, Request::NotUtf8)
-        );
-    }
-
-    #[test]
-    fn encodes_replies() {
-        let reply = status(5, StatusCode::NoSuchFile, "No such file");
-        assert_eq!(&reply[..4], &((reply.len() - 4) as u32).to_be_bytes());
-        assert_eq!(reply[4], SSH_FXP_STATUS);
-        assert_eq!(&reply[5..9], &5u32.to_be_bytes());
-        assert_eq!(&reply[9..13], &2u32.to_be_bytes());
-        let a = attrs(
-            1,
-            &Attrs {
-                size: Some(10),
-                permissions: Some(0o100644),
-                times: Some((3, 4)),
-                uid_gid: None,
-            },
-        );
-        let mut body = a.slice(9..);
-        assert_eq!(get_attrs(&mut body).unwrap().size, Some(10));
-    }
-}
+mod tests;
