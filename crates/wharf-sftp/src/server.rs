@@ -26,6 +26,7 @@ use wharf_session::{ConnInfo, Gateway};
 use crate::pipe::Pipe;
 use crate::sniff::{Negotiated, SniffStream};
 pub use auth::AuthMethods;
+use auth::Steps as _;
 use channels::CHANNEL_WINDOW;
 pub use security_policy::SecurityPolicy;
 

@@ -25,7 +25,7 @@ use wharf_audit::AuditLog;
 use wharf_config::creatable;
 use wharf_ftp::config::FtpsSection;
 use wharf_ftp::{FtpConfig, FtpSettings, TlsConfig, load_pem, self_signed_certificate};
-use wharf_identity::config::{ProviderPlan, SftpAuthenticationMethods};
+use wharf_identity::config::ProviderPlan;
 use wharf_identity::service_managed::UserStore;
 use wharf_policy::{Policy, PolicyKind};
 use wharf_session::{Gateway, GatewayConfig, RolePolicies};
@@ -341,12 +341,7 @@ fn sftp_plan(config: &Config, listen: SocketAddr) -> Result<SftpPlan, Vec<String
         generate,
         banner: config.server.banner.clone(),
         idle_timeout: config.server.idle_timeout,
-        auth_methods: match config.identity.common.sftp_authentication_methods {
-            SftpAuthenticationMethods::Password => AuthMethods::Password,
-            SftpAuthenticationMethods::PublicKey => AuthMethods::PublicKey,
-            SftpAuthenticationMethods::PublicKeyOrPassword => AuthMethods::PublicKeyOrPassword,
-            SftpAuthenticationMethods::PublicKeyAndPassword => AuthMethods::PublicKeyAndPassword,
-        },
+        auth_methods: config.identity.common.sftp_authentication_methods,
         security_policy,
     })
 }

@@ -10,31 +10,23 @@ use wharf_identity::{Credential, Identity, Password, fingerprint};
 
 use super::Connection;
 
-/// `sftp_authentication_methods`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AuthMethods {
-    Password,
-    PublicKey,
-    PublicKeyOrPassword,
-    PublicKeyAndPassword,
+/// `sftp_authentication_methods`, read once with the identity provider's
+/// settings.
+pub use wharf_identity::config::SftpAuthenticationMethods as AuthMethods;
+
+/// What each setting means to an SSH login.
+pub(super) trait Steps {
+    fn allows_key(self) -> bool;
+    /// The methods offered before any step succeeded.
+    fn first_methods(self) -> MethodSet;
 }
 
-impl AuthMethods {
-    pub fn parse(text: &str) -> Option<AuthMethods> {
-        Some(match text {
-            "PASSWORD" => AuthMethods::Password,
-            "PUBLIC_KEY" => AuthMethods::PublicKey,
-            "PUBLIC_KEY_OR_PASSWORD" => AuthMethods::PublicKeyOrPassword,
-            "PUBLIC_KEY_AND_PASSWORD" => AuthMethods::PublicKeyAndPassword,
-            _ => return None,
-        })
-    }
-
+impl Steps for AuthMethods {
     fn allows_key(self) -> bool {
         !matches!(self, AuthMethods::Password)
     }
 
-    pub(super) fn first_methods(self) -> MethodSet {
+    fn first_methods(self) -> MethodSet {
         let kinds: &[MethodKind] = match self {
             AuthMethods::Password => &[MethodKind::Password],
             AuthMethods::PublicKey | AuthMethods::PublicKeyAndPassword => &[MethodKind::PublicKey],
