@@ -143,17 +143,6 @@ pub struct ClusterConfig {
     pub node_id: Option<String>,
 }
 
-/// The sections read by serde directly; `[storage.NAME]` and
-/// `[identity_provider]` are tagged and read on their own.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Plain {
-    server: ServerConfig,
-    protocols: Protocols,
-    roles: BTreeMap<String, RoleConfig>,
-    cluster: Option<ClusterConfig>,
-}
-
 /// A loaded and validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -180,38 +169,6 @@ impl Config {
         match &self.identity.provider {
             ProviderConfig::ServiceManaged(users) => users.database(&self.server.data_dir),
             _ => self.server.data_dir.join("users.db").display().to_string(),
-        }
-    }
-
-    /// What the types cannot say: ranges, keys that go together, what is
-    /// specified but not built yet (refused, never ignored).
-    fn validate(&self, problems: &mut Problems) {
-        self.server.validate(problems);
-        if let Some(ftps) = &self.ftps {
-            ftps.validate("protocols.ftps", problems);
-        }
-        for (name, store) in &self.storage {
-            store.validate(&format!("storage.{name}"), problems);
-        }
-        for (name, role) in &self.roles {
-            if !role.arn.starts_with("arn:") {
-                problems.push(
-                    &format!("roles.{name}.arn"),
-                    format!("{:?} is not an ARN", role.arn),
-                );
-            }
-        }
-        self.identity.validate("identity_provider", problems);
-        if let Some(cluster) = &self.cluster
-            && !cluster.database.is_empty()
-        {
-            problems.push(
-                "cluster.database",
-                "a shared cluster database is not available in this build yet",
-            );
-        }
-        if self.storage.is_empty() {
-            problems.push("storage", "at least one [storage.NAME] section is needed");
         }
     }
 }
@@ -298,31 +255,69 @@ pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, Vec
     let mut problems = Problems::default();
     let config = document.read_sections(|| read(document.clone(), &mut problems));
     match config {
-        Some(config) if problems.is_empty() => {
-            config.validate(&mut problems);
-            problems.into_result(config).map_err(Problems::into_vec)
-        }
+        Some(config) if problems.is_empty() => Ok(config),
         _ => Err(problems.into_vec()),
     }
 }
 
-/// Every section into its type (`None` after recording any problem).
+/// Every section into its type, each checked as soon as it is read, so
+/// that one run names every problem (`None` after recording any).
 fn read(mut document: Document, problems: &mut Problems) -> Option<Config> {
-    let storage = document.take("storage");
-    let identity = document.take("identity_provider");
     let base = document.base.clone();
     let file = document.file.clone();
-    let plain = section::<Plain>(document.into_value(), "", problems);
-    let storage = read_storage(storage, problems);
-    let identity = IdentityProviderConfig::read(identity, "identity_provider", problems);
-    let (plain, storage, identity) = (plain?, storage?, identity?);
-    let mut server = plain.server;
+    let server = read_section::<ServerConfig>(&mut document, "server", problems);
+    if let Some(server) = &server {
+        server.validate(problems);
+    }
+    let protocols = read_section::<Protocols>(&mut document, "protocols", problems);
+    if let Some(ftps) = protocols.as_ref().and_then(|p| p.ftps.as_ref()) {
+        ftps.validate("protocols.ftps", problems);
+    }
+    let roles = read_section::<BTreeMap<String, RoleConfig>>(&mut document, "roles", problems);
+    for (name, role) in roles.iter().flatten() {
+        if !role.arn.is_empty() && !role.arn.starts_with("arn:") {
+            problems.push(
+                &format!("roles.{name}.arn"),
+                format!("{:?} is not an ARN", role.arn),
+            );
+        }
+    }
+    let cluster = match document.take("cluster") {
+        None => Some(None),
+        Some(value) => section::<ClusterConfig>(value, "cluster", problems).map(Some),
+    };
+    if let Some(Some(cluster)) = &cluster
+        && !cluster.database.is_empty()
+    {
+        problems.push(
+            "cluster.database",
+            "a shared cluster database is not available in this build yet",
+        );
+    }
+    let storage = read_storage(document.take("storage"), problems);
+    if storage.as_ref().is_some_and(BTreeMap::is_empty) {
+        problems.push("storage", "at least one [storage.NAME] section is needed");
+    }
+    let identity = IdentityProviderConfig::read(
+        document.take("identity_provider"),
+        "identity_provider",
+        problems,
+    );
+    if let Some(identity) = &identity {
+        identity.validate("identity_provider", problems);
+    }
+    if let wharf_config::toml::Value::Table(rest) = document.into_value() {
+        for key in rest.keys() {
+            problems.push(key, "unknown key");
+        }
+    }
+    let (mut server, protocols, roles, cluster, storage, identity) =
+        (server?, protocols?, roles?, cluster?, storage?, identity?);
     if server.data_dir.is_relative() {
         // The default, like a configured path, is relative to the file.
         server.data_dir = base.join(&server.data_dir);
     }
-    let roles = plain
-        .roles
+    let roles = roles
         .into_iter()
         .map(|(name, mut role)| {
             if role.arn.is_empty() {
@@ -334,14 +329,26 @@ fn read(mut document: Document, problems: &mut Problems) -> Option<Config> {
     Some(Config {
         file,
         server,
-        sftp: plain.protocols.sftp,
-        ftps: plain.protocols.ftps,
-        ftp: plain.protocols.ftp,
+        sftp: protocols.sftp,
+        ftps: protocols.ftps,
+        ftp: protocols.ftp,
         storage,
         roles,
         identity,
-        cluster: plain.cluster,
+        cluster,
     })
+}
+
+/// The section `key` (its defaults when absent), taken out of `document`.
+fn read_section<T: serde::de::DeserializeOwned + Default>(
+    document: &mut Document,
+    key: &str,
+    problems: &mut Problems,
+) -> Option<T> {
+    match document.take(key) {
+        None => Some(T::default()),
+        Some(value) => section(value, key, problems),
+    }
 }
 
 /// `[storage.NAME]` sections, each by its `kind`.
@@ -373,6 +380,7 @@ fn read_storage(
             continue;
         }
         if let Some(store) = StoreConfig::read(value, &path, problems) {
+            store.validate(&path, problems);
             storage.insert(name, store);
         }
     }
@@ -423,6 +431,11 @@ mod tests {
             root = "/x"
             [storage.files]
             kind = "tape"
+            [storage.big]
+            kind = "s3"
+            upload_part_size = "1MiB"
+            [roles.r]
+            arn = "nope"
             [identity_provider]
             type = "lambda"
             "#,
@@ -439,6 +452,10 @@ mod tests {
             "storage.reports.root: unknown key",
             "storage.files.kind: \"tape\" is not",
             "identity_provider.url: required",
+            // What the types cannot say, in sections that did parse, in
+            // the same run.
+            "storage.big.upload_part_size: must be between 5MiB and 5GiB",
+            "roles.r.arn: \"nope\" is not an ARN",
         ] {
             assert!(
                 errors.iter().any(|e| e.starts_with(expected)),
