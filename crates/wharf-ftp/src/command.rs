@@ -7,10 +7,12 @@
 //! and logged in only ([`LoggedIn`]). Unknown verbs are of the last class:
 //! before login they get 530 (534 before AUTH TLS) like the known ones.
 //!
-//! Paths are kept as sent (a file name may start with a space); other
-//! arguments are parsed into what they mean, one not understood kept as
-//! such: its reply waits for the checks of its class (a REST with a bad
-//! offset before login gets 530, not 501).
+//! Paths are kept as sent (a file name may start with a space); a command
+//! that needs one and got none is [`LoggedIn::MissingPath`] (501, nothing
+//! resolved: it never means the working directory). Other arguments are
+//! parsed into what they mean, one not understood kept as such: its reply
+//! waits for the checks of its class (a REST with a bad offset before login
+//! gets 530, not 501).
 
 /// A command, by when it is allowed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,7 +69,9 @@ pub(crate) enum Protection {
     Clear,
 }
 
-/// Allowed logged in only (with FTPS, after AUTH TLS). Paths as sent.
+/// Allowed logged in only (with FTPS, after AUTH TLS). Paths as sent; those
+/// of RETR, STOR, APPE, DELE, RNFR, RNTO, MKD, RMD, SIZE and MDTM never
+/// empty ([`LoggedIn::MissingPath`] instead).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum LoggedIn<'a> {
     // Navigation and directories.
@@ -104,7 +108,8 @@ pub(crate) enum LoggedIn<'a> {
     Retr(&'a str),
     Stor(&'a str),
     Appe(&'a str),
-    /// ABOR with no transfer running (during one, `control.rs` takes it).
+    /// ABOR with no transfer running (during one, `control.rs` takes it,
+    /// recognised by [`is_abort`]).
     Abor,
     // Data connections.
     Pasv,
@@ -123,11 +128,44 @@ pub(crate) enum LoggedIn<'a> {
     Stat(&'a str),
     /// STAT alone: the connection's status.
     Status,
+    /// One of the commands above that needs a path, without one; `transfer`:
+    /// RETR, STOR or APPE (a transfer command all the same: see
+    /// [`LoggedIn::is_transfer`]).
+    MissingPath {
+        transfer: bool,
+    },
     // The rest.
     Acct,
     /// STOU, SITE, SMNT, REIN, MFMT, MFCT, MFF.
     NotImplemented,
     Unknown,
+}
+
+impl LoggedIn<'_> {
+    /// A transfer command: RETR, STOR, APPE, LIST, NLST, MLSD (also without
+    /// the path it needs). Whatever its outcome it ends the passive port it
+    /// would have used, and the REST before it (see `session.rs`).
+    pub(crate) fn is_transfer(&self) -> bool {
+        matches!(
+            self,
+            LoggedIn::Retr(_)
+                | LoggedIn::Stor(_)
+                | LoggedIn::Appe(_)
+                | LoggedIn::List(_)
+                | LoggedIn::Nlst(_)
+                | LoggedIn::Mlsd(_)
+                | LoggedIn::MissingPath { transfer: true }
+        )
+    }
+
+    /// A listing, over a data connection or the control connection (STAT of
+    /// a path): a REST before it is dropped, as after a transfer.
+    pub(crate) fn is_listing(&self) -> bool {
+        matches!(
+            self,
+            LoggedIn::List(_) | LoggedIn::Nlst(_) | LoggedIn::Mlsd(_) | LoggedIn::Stat(_)
+        )
+    }
 }
 
 /// A TYPE this server takes (bytes go through unchanged in both).
@@ -161,10 +199,12 @@ pub(crate) fn split_command(line: &str) -> (String, &str) {
     }
 }
 
-/// Whether a line waiting during a transfer is ABOR (`Control::watch`):
-/// the line trimmed, in any case.
+/// Whether a line waiting during a transfer is ABOR (`Control::watch`): by
+/// the same rule as any other line, the parser's (the verb before the
+/// first space, in any case; `" ABOR"` is no ABOR, but a 500 after the
+/// transfer, as it is without one).
 pub(crate) fn is_abort(line: &str) -> bool {
-    line.trim().eq_ignore_ascii_case("ABOR")
+    matches!(parse(line).1, Command::LoggedIn(LoggedIn::Abor))
 }
 
 /// An argument trimmed and in upper case, as keywords are compared.
@@ -215,18 +255,37 @@ fn login<'a>(verb: &str, arg: &'a str) -> Option<Login<'a>> {
     Some(command)
 }
 
+/// A command that needs a path: `command` with it, or
+/// [`LoggedIn::MissingPath`] without one.
+fn with_path<'a>(arg: &'a str, command: fn(&'a str) -> LoggedIn<'a>) -> LoggedIn<'a> {
+    if arg.is_empty() {
+        LoggedIn::MissingPath { transfer: false }
+    } else {
+        command(arg)
+    }
+}
+
+/// RETR, STOR or APPE: [`with_path`], a transfer without its path too.
+fn transfer_with_path<'a>(arg: &'a str, command: fn(&'a str) -> LoggedIn<'a>) -> LoggedIn<'a> {
+    if arg.is_empty() {
+        LoggedIn::MissingPath { transfer: true }
+    } else {
+        command(arg)
+    }
+}
+
 fn logged_in<'a>(verb: &str, arg: &'a str) -> LoggedIn<'a> {
     match verb {
         "PWD" | "XPWD" => LoggedIn::Pwd,
         "CWD" | "XCWD" => LoggedIn::Cwd(arg),
         "CDUP" | "XCUP" => LoggedIn::Cdup,
-        "MKD" | "XMKD" => LoggedIn::Mkd(arg),
-        "RMD" | "XRMD" => LoggedIn::Rmd(arg),
-        "SIZE" => LoggedIn::Size(arg),
-        "MDTM" => LoggedIn::Mdtm(arg),
-        "DELE" => LoggedIn::Dele(arg),
-        "RNFR" => LoggedIn::Rnfr(arg),
-        "RNTO" => LoggedIn::Rnto(arg),
+        "MKD" | "XMKD" => with_path(arg, LoggedIn::Mkd),
+        "RMD" | "XRMD" => with_path(arg, LoggedIn::Rmd),
+        "SIZE" => with_path(arg, LoggedIn::Size),
+        "MDTM" => with_path(arg, LoggedIn::Mdtm),
+        "DELE" => with_path(arg, LoggedIn::Dele),
+        "RNFR" => with_path(arg, LoggedIn::Rnfr),
+        "RNTO" => with_path(arg, LoggedIn::Rnto),
         "TYPE" => LoggedIn::Type(match keyword(arg).as_str() {
             "I" | "L 8" => Some(DataType::Image),
             "A" | "A N" => Some(DataType::Ascii),
@@ -240,9 +299,9 @@ fn logged_in<'a>(verb: &str, arg: &'a str) -> LoggedIn<'a> {
         },
         "ALLO" => LoggedIn::Allo,
         "REST" => LoggedIn::Rest(arg.trim().parse().ok()),
-        "RETR" => LoggedIn::Retr(arg),
-        "STOR" => LoggedIn::Stor(arg),
-        "APPE" => LoggedIn::Appe(arg),
+        "RETR" => transfer_with_path(arg, LoggedIn::Retr),
+        "STOR" => transfer_with_path(arg, LoggedIn::Stor),
+        "APPE" => transfer_with_path(arg, LoggedIn::Appe),
         "ABOR" => LoggedIn::Abor,
         "PASV" => LoggedIn::Pasv,
         "EPSV" => LoggedIn::Epsv {

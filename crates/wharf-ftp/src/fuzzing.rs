@@ -1,13 +1,17 @@
 //! Entry point for the fuzz target `fuzz/fuzz_targets/ftp_line.rs`, also
 //! run over generated inputs by this crate's tests as a smoke run.
 
-use crate::command::{self, split_command};
+use crate::command::{self, Command, LoggedIn, split_command};
 use crate::control::{MAX_LINE, clean_line};
+use crate::reply::{self, Code, Reply};
 
 /// A control connection's bytes: cut into lines as the control channel
 /// cuts them (at LF, refusing lines over [`MAX_LINE`]), each cleaned of its
 /// line end and Telnet commands, split into verb and argument and parsed
-/// into a command as the session parses it.
+/// into a command as the session parses it (a command that needs a path
+/// never gets an empty one; ABOR is recognised by the parser's rule); and
+/// the argument quoted in replies, which must reach the wire with no
+/// control character inside a line.
 pub fn ftp_lines(data: &[u8]) {
     for raw in data.split(|&b| b == b'\n') {
         if raw.len() > MAX_LINE {
@@ -23,8 +27,38 @@ pub fn ftp_lines(data: &[u8]) {
             "verb {verb:?}"
         );
         assert!(line.ends_with(argument), "{line:?} / {argument:?}");
-        let (parsed_verb, _command) = command::parse(&line);
+        let (parsed_verb, command) = command::parse(&line);
         assert_eq!(parsed_verb, verb);
+        assert_eq!(
+            command::is_abort(&line),
+            command == Command::LoggedIn(LoggedIn::Abor)
+        );
+        if let Command::LoggedIn(
+            LoggedIn::Retr(path)
+            | LoggedIn::Stor(path)
+            | LoggedIn::Appe(path)
+            | LoggedIn::Dele(path)
+            | LoggedIn::Rnfr(path)
+            | LoggedIn::Rnto(path)
+            | LoggedIn::Mkd(path)
+            | LoggedIn::Rmd(path)
+            | LoggedIn::Size(path)
+            | LoggedIn::Mdtm(path),
+        ) = command
+        {
+            assert!(!path.is_empty(), "{line:?}");
+        }
+        let mut wire = reply::first_line(Code::FileStatus, &format!("Status of {argument}:"));
+        Reply::new(Code::Unavailable, argument).encode(&mut wire);
+        let lines: Vec<&[u8]> = wire.split_inclusive(|&b| b == b'\n').collect();
+        assert_eq!(lines.len(), 2, "{wire:?}");
+        for reply_line in lines {
+            let text = reply_line.strip_suffix(b"\r\n").unwrap_or_default();
+            assert!(
+                text.len() + 2 == reply_line.len() && !text.iter().any(u8::is_ascii_control),
+                "{wire:?}"
+            );
+        }
     }
 }
 

@@ -108,14 +108,12 @@ impl Reply {
     }
 
     /// The reply on the wire. Multi-line text becomes `CODE-first`,
-    /// ` middle` lines and `CODE last`; CR and LF inside a line never reach
-    /// the wire as such (a file name cannot inject a reply).
+    /// ` middle` lines and `CODE last`, each line through [`push_line`].
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let code = self.code.number();
         let lines: Vec<&str> = self.text.split('\n').collect();
         let last = lines.len() - 1;
         for (i, line) in lines.iter().enumerate() {
-            let line = line.trim_end_matches('\r');
             if i == last {
                 out.extend_from_slice(format!("{code} ").as_bytes());
             } else if i == 0 {
@@ -123,29 +121,39 @@ impl Reply {
             } else {
                 out.push(b' ');
             }
-            out.extend(line.bytes().map(|b| if b == b'\r' { b' ' } else { b }));
-            out.extend_from_slice(b"\r\n");
+            push_line(out, line.trim_end_matches('\r'));
         }
     }
 }
 
+/// One line of reply text on the wire, then CRLF: the one place where what
+/// a reply quotes (a client's argument, a path, a listing line) is made
+/// safe. Control characters (CR and LF among them) become spaces, so no
+/// text can end a line early, inject a reply, or reach a terminal raw.
+/// (Text is UTF-8, so the Telnet IAC byte 0xFF never occurs.)
+fn push_line(out: &mut Vec<u8>, line: &str) {
+    out.extend(
+        line.bytes()
+            .map(|b| if b.is_ascii_control() { b' ' } else { b }),
+    );
+    out.extend_from_slice(b"\r\n");
+}
+
 /// The first line of a multi-line reply whose middle is sent in parts (STAT
-/// of a directory, page by page): `CODE-text`, the text as it is.
+/// of a directory, page by page): `CODE-text`, through [`push_line`].
 pub(crate) fn first_line(code: Code, text: &str) -> Vec<u8> {
-    format!("{}-{text}\r\n", code.number()).into_bytes()
+    let mut out = format!("{}-", code.number()).into_bytes();
+    push_line(&mut out, text);
+    out
 }
 
 /// Listing text (CRLF-terminated lines) as the middle lines of a multi-line
-/// reply: each line starts with a space, CR and LF inside it become spaces.
+/// reply: each line starts with a space and goes through [`push_line`].
 pub(crate) fn middle_lines(text: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len() + text.len() / 40);
     for line in text.split_terminator("\r\n") {
         out.push(b' ');
-        out.extend(
-            line.bytes()
-                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
-        );
-        out.extend_from_slice(b"\r\n");
+        push_line(&mut out, line);
     }
     out
 }
@@ -222,5 +230,31 @@ mod tests {
             b"213-Status of dir:\r\n"
         );
         assert_eq!(middle_lines("a\r\nb\r\n"), b" a\r\n b\r\n");
+    }
+
+    /// What a reply quotes goes through one sanitising, whichever way the
+    /// reply is sent: no CR, LF or other control character reaches the
+    /// wire inside a line.
+    #[test]
+    fn quoted_text_is_sanitised_the_same_in_every_reply() {
+        let hostile = "a\rb\x00c\x1b[2Jd\x7fe\tf";
+        let clean = "a b c [2Jd e f";
+        assert_eq!(
+            wire(Reply::new(Code::Unavailable, hostile)),
+            format!("550 {clean}\r\n")
+        );
+        assert_eq!(
+            first_line(Code::FileStatus, &format!("Status of {hostile}:")),
+            format!("213-Status of {clean}:\r\n").into_bytes()
+        );
+        // A CR inside the argument cannot end the line and forge a reply.
+        assert_eq!(
+            first_line(Code::FileStatus, "Status of x\r213 forged:"),
+            b"213-Status of x 213 forged:\r\n"
+        );
+        assert_eq!(
+            middle_lines(&format!("{hostile}\r\nx\ny\r\n")),
+            format!(" {clean}\r\n x y\r\n").into_bytes()
+        );
     }
 }

@@ -268,7 +268,6 @@ impl Registry {
             registry: self.clone(),
             ip,
             id,
-            user: None,
         }
     }
 
@@ -331,29 +330,44 @@ pub(crate) struct Membership {
     registry: Arc<Registry>,
     ip: IpAddr,
     id: u64,
-    /// Once logged in.
-    user: Option<String>,
 }
 
 impl Membership {
-    /// The control connection logged in as `user`.
-    pub(crate) fn logged_in(&mut self, user: &str) {
+    /// The control connection logged in as `user`: what its data
+    /// connections may resume from now on.
+    pub(crate) fn logged_in(&self, user: &str) -> UserSessions {
         self.registry.logged_in(self.ip, self.id, user);
-        self.user = Some(user.to_owned());
-    }
-
-    /// What one data connection of this (logged-in) control connection may
-    /// resume; `None` before login.
-    pub(crate) fn data_sessions(&self, lifetime: u32, issue: bool) -> Option<Arc<DataSessions>> {
-        Some(Arc::new(DataSessions {
+        UserSessions {
             registry: self.registry.clone(),
             ip: self.ip,
-            user: self.user.clone()?,
+            user: user.to_owned(),
+        }
+    }
+}
+
+/// The sessions the data connections of a logged-in control connection may
+/// resume: those of its user's members at its address (and of pending
+/// members). Only a login makes one ([`Membership::logged_in`]).
+#[derive(Debug)]
+pub(crate) struct UserSessions {
+    registry: Arc<Registry>,
+    ip: IpAddr,
+    user: String,
+}
+
+impl UserSessions {
+    /// What one data connection may resume; `issue`: whether it issues a
+    /// TLS 1.3 ticket (see `tls.rs`).
+    pub(crate) fn data_sessions(&self, lifetime: u32, issue: bool) -> Arc<DataSessions> {
+        Arc::new(DataSessions {
+            registry: self.registry.clone(),
+            ip: self.ip,
+            user: self.user.clone(),
             lifetime,
             found: Mutex::new(None),
             resumed_keys: Mutex::new(None),
             issue,
-        }))
+        })
     }
 }
 

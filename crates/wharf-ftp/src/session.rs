@@ -16,6 +16,15 @@
 //! Commands run one at a time, in order. A transfer runs inside its command
 //! while the control connection is watched for ABOR ([`Control::watch`]);
 //! other commands sent meanwhile are answered after it.
+//!
+//! A transfer command (RETR, STOR, APPE, LIST, NLST, MLSD) ends, whatever
+//! its outcome, with its passive port closed (a connection waiting on it
+//! too: the next transfer needs a new PASV or EPSV) and the REST before it
+//! spent; a listing over the control connection (STAT of a path) spends a
+//! REST too. A REST so applies to the next RETR, STOR or APPE only (RFC 959
+//! wants it right before them; commands that move no data, such as EPSV,
+//! TYPE, SIZE or NOOP, leave it, as clients send them in between). Besides, a passive port lives until the next PASV or EPSV, an
+//! ABOR, or the end of the connection: one at most per connection.
 
 mod files;
 mod list;
@@ -39,7 +48,7 @@ use crate::data::PassivePort;
 use crate::listing::ListFormat;
 use crate::reply::{Code, Reply, for_error};
 use crate::server::Shared;
-use crate::tls::ConnectionTls;
+use crate::tls::{ConnectionTls, LoggedInTls};
 
 /// The target of the log lines of this module and of its submodules: the
 /// same for all, as it was before they were split (what log filters and
@@ -50,6 +59,22 @@ const LOG_TARGET: &str = "wharf_ftp::session";
 enum Next {
     Continue,
     Quit,
+}
+
+/// A logged-in control connection: its session, and (FTPS) the TLS of its
+/// data connections, which only a login gives.
+struct Account {
+    session: Session,
+    data_tls: Option<Arc<LoggedInTls>>,
+}
+
+/// What the commands of a logged-in connection act through: its files, and
+/// (FTPS) its data connections' TLS. Cloned per command.
+#[derive(Clone)]
+pub(super) struct User {
+    fs: UserFs,
+    /// `None` for plain FTP.
+    data_tls: Option<Arc<LoggedInTls>>,
 }
 
 /// The state of one control connection.
@@ -66,9 +91,9 @@ pub(crate) struct FtpSession {
     failed_logins: u32,
     /// The connection's admission: it must log in before its deadline.
     admitted: Admitted,
-    session: Option<Session>,
+    account: Option<Account>,
     cwd: VirtualPath,
-    /// REST: where the next RETR starts.
+    /// REST: where the next RETR, STOR or APPE starts.
     restart: u64,
     rename_from: Option<VirtualPath>,
     passive: Option<PassivePort>,
@@ -93,7 +118,7 @@ impl FtpSession {
             protect_data: false,
             pending_user: None,
             failed_logins: 0,
-            session: None,
+            account: None,
             cwd: VirtualPath::root(),
             restart: 0,
             rename_from: None,
@@ -181,7 +206,10 @@ impl FtpSession {
             Command::Login(command) => return self.dispatch_login(command).await,
             Command::LoggedIn(command) => command,
         };
-        let Some(fs) = self.session.as_ref().map(|s| s.fs.clone()) else {
+        let Some(user) = self.account.as_ref().map(|account| User {
+            fs: account.session.fs.clone(),
+            data_tls: account.data_tls.clone(),
+        }) else {
             return self
                 .reply(Code::NotLoggedIn, "Please log in with USER and PASS.")
                 .await;
@@ -190,7 +218,18 @@ impl FtpSession {
         if !matches!(command, LoggedIn::Rnto(_)) {
             self.rename_from = None;
         }
-        self.dispatch_logged_in(command, &fs).await
+        let (transfer, listing) = (command.is_transfer(), command.is_listing());
+        if listing {
+            self.restart = 0;
+        }
+        let next = self.dispatch_logged_in(command, &user).await;
+        if transfer {
+            // Whatever happened, and however: no listener, nor a connection
+            // waiting on it, outlives the command; nor does its REST.
+            self.passive = None;
+            self.restart = 0;
+        }
+        next
     }
 
     async fn dispatch_anytime(&mut self, command: Anytime) -> io::Result<Next> {
@@ -229,7 +268,8 @@ impl FtpSession {
         }
     }
 
-    async fn dispatch_logged_in(&mut self, command: LoggedIn<'_>, fs: &UserFs) -> io::Result<Next> {
+    async fn dispatch_logged_in(&mut self, command: LoggedIn<'_>, user: &User) -> io::Result<Next> {
+        let fs = &user.fs;
         match command {
             LoggedIn::Pwd => self.pwd().await,
             LoggedIn::Cwd(path) => self.cwd(fs, path).await,
@@ -249,12 +289,17 @@ impl FtpSession {
                     .await
             }
             LoggedIn::Rest(offset) => self.rest(offset).await,
-            LoggedIn::Retr(path) => self.retr(fs, path).await,
-            LoggedIn::Stor(path) => self.stor(fs, path, false).await,
-            LoggedIn::Appe(path) => self.stor(fs, path, true).await,
-            LoggedIn::Abor => self.reply(Code::NoTransfer, "No transfer to abort.").await,
-            LoggedIn::Pasv => self.pasv().await,
-            LoggedIn::Epsv { all } => self.epsv(all).await,
+            LoggedIn::Retr(path) => self.retr(user, path).await,
+            LoggedIn::Stor(path) => self.stor(user, path, false).await,
+            LoggedIn::Appe(path) => self.stor(user, path, true).await,
+            LoggedIn::Abor => {
+                // RFC 959: with no transfer running, ABOR closes the data
+                // connection (here: the passive port) if there is one.
+                self.passive = None;
+                self.reply(Code::NoTransfer, "No transfer to abort.").await
+            }
+            LoggedIn::Pasv => self.pasv(fs).await,
+            LoggedIn::Epsv { all } => self.epsv(fs, all).await,
             LoggedIn::Active => {
                 self.reply(
                     Code::NotImplemented,
@@ -262,12 +307,19 @@ impl FtpSession {
                 )
                 .await
             }
-            LoggedIn::List(arg) => self.list(fs, arg, ListFormat::Long, "LIST").await,
-            LoggedIn::Nlst(arg) => self.list(fs, arg, ListFormat::Names, "NLST").await,
-            LoggedIn::Mlsd(arg) => self.list(fs, arg, ListFormat::Facts, "MLSD").await,
+            LoggedIn::List(arg) => self.list(user, arg, ListFormat::Long, "LIST").await,
+            LoggedIn::Nlst(arg) => self.list(user, arg, ListFormat::Names, "NLST").await,
+            LoggedIn::Mlsd(arg) => self.list(user, arg, ListFormat::Facts, "MLSD").await,
             LoggedIn::Mlst(path) => self.mlst(fs, path).await,
             LoggedIn::Stat(arg) => self.stat(fs, arg).await,
             LoggedIn::Status => self.status().await,
+            LoggedIn::MissingPath { .. } => {
+                self.reply(
+                    Code::BadArgument,
+                    "Syntax error in parameters or arguments.",
+                )
+                .await
+            }
             LoggedIn::Acct => self.reply(Code::Superfluous, "ACCT not needed.").await,
             LoggedIn::NotImplemented => {
                 self.reply(Code::NotImplemented, "Command not implemented.")

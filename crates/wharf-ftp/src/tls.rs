@@ -37,7 +37,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, NoServerSessionStorage, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::resume::{DataSessions, Issued, Membership, Registry, SessionCache};
+use crate::resume::{DataSessions, Issued, Membership, Registry, SessionCache, UserSessions};
 
 /// `tls_session_resumption`: what data connections must do about the
 /// control connection's TLS session (AWS `TlsSessionResumptionMode`).
@@ -152,18 +152,27 @@ impl std::fmt::Debug for TlsMaterial {
     }
 }
 
-/// The rustls configurations of one control connection.
+/// The rustls configuration of one control connection.
 pub(crate) struct ConnectionTls {
     pub(crate) control: Arc<ServerConfig>,
-    pub(crate) resumption: Resumption,
     /// Its place in the registry (`None` when resumption is disabled):
     /// pending from the start, its user's from the login on.
     membership: Option<Membership>,
     /// The lifetime of the control connection's tickets.
     lifetime: u32,
-    /// What every data connection's configuration starts from, from the
-    /// login on.
-    data: Option<ServerConfig>,
+}
+
+/// The TLS of a logged-in control connection's data connections: only a
+/// login makes one ([`TlsMaterial::logged_in`]).
+pub(crate) struct LoggedInTls {
+    /// What every data connection's configuration starts from: it issues
+    /// no session IDs and no tickets of its own.
+    base: ServerConfig,
+    pub(crate) resumption: Resumption,
+    /// What they may resume (`None` when resumption is disabled).
+    sessions: Option<UserSessions>,
+    /// The lifetime of the tickets they issue (downloads and listings).
+    lifetime: u32,
 }
 
 /// The configuration of one data connection, and what decides whether the
@@ -173,28 +182,27 @@ pub(crate) struct DataTls {
     pub(crate) sessions: Option<Arc<DataSessions>>,
 }
 
-impl ConnectionTls {
-    /// The configuration of one data connection: `None` before login.
-    /// `reads` says whether the client will read on it (a download or a
-    /// listing), which decides whether it gets a fresh ticket.
-    pub(crate) fn data(&self, reads: bool) -> Option<DataTls> {
-        let mut config = self.data.clone()?;
-        let sessions = match &self.membership {
-            Some(membership) => {
-                let sessions = membership.data_sessions(self.lifetime, reads)?;
-                config.session_storage = sessions.clone();
-                config.ticketer = sessions.clone();
-                config.send_tls13_tickets = usize::from(reads);
-                Some(sessions)
-            }
-            None => None,
-        };
-        Some(DataTls {
+impl LoggedInTls {
+    /// The configuration of one data connection. `reads` says whether the
+    /// client will read on it (a download or a listing), which decides
+    /// whether it gets a fresh ticket.
+    pub(crate) fn data(&self, reads: bool) -> DataTls {
+        let mut config = self.base.clone();
+        let sessions = self.sessions.as_ref().map(|sessions| {
+            let sessions = sessions.data_sessions(self.lifetime, reads);
+            config.session_storage = sessions.clone();
+            config.ticketer = sessions.clone();
+            config.send_tls13_tickets = usize::from(reads);
+            sessions
+        });
+        DataTls {
             config: Arc::new(config),
             sessions,
-        })
+        }
     }
+}
 
+impl ConnectionTls {
     /// The control connection has ended: its sessions stay resumable for
     /// the retention period only if it logged in (see `resume.rs`).
     pub(crate) fn end(&mut self) {
@@ -255,10 +263,8 @@ impl TlsMaterial {
         };
         Ok(ConnectionTls {
             control: Arc::new(control),
-            resumption: self.resumption,
             membership,
             lifetime,
-            data: None,
         })
     }
 
@@ -266,14 +272,19 @@ impl TlsMaterial {
     /// sessions count as `user`'s, and its data connections get their
     /// configuration (they resume sessions of `user`'s control connections
     /// from the same address, and issue none).
-    pub(crate) fn logged_in(&self, tls: &mut ConnectionTls, user: &str) {
-        let mut data = self.base.clone();
-        data.send_tls13_tickets = 0;
-        data.session_storage = Arc::new(NoServerSessionStorage {});
-        if let Some(membership) = &mut tls.membership {
-            membership.logged_in(user);
+    pub(crate) fn logged_in(&self, tls: &ConnectionTls, user: &str) -> LoggedInTls {
+        let mut base = self.base.clone();
+        base.send_tls13_tickets = 0;
+        base.session_storage = Arc::new(NoServerSessionStorage {});
+        LoggedInTls {
+            base,
+            resumption: self.resumption,
+            sessions: tls
+                .membership
+                .as_ref()
+                .map(|membership| membership.logged_in(user)),
+            lifetime: tls.lifetime,
         }
-        tls.data = Some(data);
     }
 }
 
@@ -307,16 +318,15 @@ mod tests {
                 resumption,
                 ..TlsMaterial::new(TlsConfig::from_pem(&cert, &key).unwrap()).unwrap()
             };
-            let mut tls = material
+            let tls = material
                 .for_connection("127.0.0.1".parse().unwrap())
                 .unwrap();
-            assert!(tls.data(false).is_none(), "data connections before login");
             assert_eq!(
                 tls.control.send_tls13_tickets != 0,
                 resumption != Resumption::Disabled
             );
-            material.logged_in(&mut tls, "alice");
-            let data = tls.data(false).unwrap();
+            // Data connections need a login (the type says so).
+            let data = material.logged_in(&tls, "alice").data(false);
             assert_eq!(data.config.send_tls13_tickets, 0);
             assert!(!data.config.session_storage.can_cache());
             assert_eq!(

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +23,10 @@ use wharf_identity::service_managed::{NewUser, ServiceManaged, UserStore};
 use wharf_session::{Gateway, GatewayConfig};
 use wharf_storage::filesystem::FilesystemStore;
 use wharf_vfs::StoreHandle;
+
+/// Control commands driven by hand over raw sockets.
+#[path = "ftp/commands.rs"]
+mod commands;
 
 const PASSWORD: &str = "correct horse";
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -135,6 +140,14 @@ fn user(name: &str, policy: Option<Value>) -> NewUser {
 /// policy denies deletes) and `dave` (PATH home /default/dave), and an
 /// FTP(S) server on 127.0.0.1:0.
 async fn start(mode: Mode) -> Fixture {
+    start_with_ports(mode, PASSIVE_PORTS).await
+}
+
+/// The passive ports of [`start`]'s servers.
+const PASSIVE_PORTS: RangeInclusive<u16> = 40000..=60000;
+
+/// [`start`] with passive ports of its own.
+async fn start_with_ports(mode: Mode, passive_ports: RangeInclusive<u16>) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store_root = dir.path().join("default");
     std::fs::create_dir_all(&store_root).unwrap();
@@ -191,7 +204,7 @@ async fn start(mode: Mode) -> Fixture {
             Some(tls)
         }
     };
-    let server = ftp_server(tls, gateway.clone());
+    let server = ftp_server_with_ports(tls, gateway.clone(), passive_ports);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
@@ -244,10 +257,18 @@ fn serve(
 }
 
 fn ftp_server(tls: Option<TlsConfig>, gateway: Arc<Gateway>) -> FtpServer {
+    ftp_server_with_ports(tls, gateway, PASSIVE_PORTS)
+}
+
+fn ftp_server_with_ports(
+    tls: Option<TlsConfig>,
+    gateway: Arc<Gateway>,
+    passive_ports: RangeInclusive<u16>,
+) -> FtpServer {
     FtpServer::new(
         FtpConfig {
             tls,
-            passive_ports: 40000..=60000,
+            passive_ports,
             passive_address: None,
             idle_timeout: Duration::from_secs(60),
             banner: Some("wharf test server".into()),

@@ -111,9 +111,78 @@ fn arguments_are_parsed_or_kept_as_sent() {
 }
 
 #[test]
+fn commands_that_need_a_path_never_get_an_empty_one() {
+    for verb in ["RETR", "stor", "APPE"] {
+        for line in [verb.to_owned(), format!("{verb} ")] {
+            assert_eq!(
+                command(&line),
+                Command::LoggedIn(LoggedIn::MissingPath { transfer: true }),
+                "{line:?}"
+            );
+        }
+    }
+    for verb in [
+        "DELE", "RNFR", "RNTO", "MKD", "XMKD", "RMD", "XRMD", "SIZE", "MDTM",
+    ] {
+        for line in [verb.to_owned(), format!("{verb} ")] {
+            assert_eq!(
+                command(&line),
+                Command::LoggedIn(LoggedIn::MissingPath { transfer: false }),
+                "{line:?}"
+            );
+        }
+    }
+    // A path of spaces is a path (a name may be a space).
+    assert_eq!(command("RETR  "), Command::LoggedIn(LoggedIn::Retr(" ")));
+    // Those whose path may be left out keep their meaning: CWD goes home,
+    // the others are of the working directory.
+    assert_eq!(command("CWD"), Command::LoggedIn(LoggedIn::Cwd("")));
+    assert_eq!(command("LIST"), Command::LoggedIn(LoggedIn::List("")));
+    assert_eq!(command("MLST"), Command::LoggedIn(LoggedIn::Mlst("")));
+}
+
+#[test]
+fn transfers_and_listings() {
+    for line in [
+        "RETR f", "STOR f", "APPE f", "LIST", "NLST d", "MLSD", "RETR", "STOR",
+    ] {
+        let Command::LoggedIn(command) = command(line) else {
+            panic!("{line}");
+        };
+        assert!(command.is_transfer(), "{line}");
+    }
+    for line in [
+        "STAT d", "MLST f", "SIZE f", "REST 5", "PASV", "NOOP", "DELE",
+    ] {
+        assert!(
+            !matches!(command(line), Command::LoggedIn(c) if c.is_transfer()),
+            "{line}"
+        );
+    }
+    for line in ["LIST", "NLST d", "MLSD", "STAT d"] {
+        assert!(
+            matches!(command(line), Command::LoggedIn(c) if c.is_listing()),
+            "{line}"
+        );
+    }
+    for line in ["STAT", "MLST f", "RETR f", "NOOP"] {
+        assert!(
+            !matches!(command(line), Command::LoggedIn(c) if c.is_listing()),
+            "{line}"
+        );
+    }
+}
+
+/// ABOR during a transfer is recognised by the parser's rule, the same as
+/// without one.
+#[test]
 fn abor_during_a_transfer() {
-    assert!(is_abort("ABOR"));
-    assert!(is_abort(" abor "));
-    assert!(!is_abort("ABOR x"));
-    assert!(!is_abort("NOOP"));
+    for line in ["ABOR", "abor", "Abor ", "ABOR x"] {
+        assert!(is_abort(line), "{line:?}");
+        assert_eq!(command(line), Command::LoggedIn(LoggedIn::Abor));
+    }
+    for line in [" ABOR", " abor ", "ABORT", "NOOP", ""] {
+        assert!(!is_abort(line), "{line:?}");
+        assert_ne!(command(line), Command::LoggedIn(LoggedIn::Abor));
+    }
 }

@@ -6,7 +6,7 @@ use std::io;
 use wharf_vfs::{Error, ErrorKind, UserFs};
 
 use super::passive::Direction;
-use super::{FtpSession, Next};
+use super::{FtpSession, Next, User};
 use crate::data::send_listing;
 use crate::listing::{self, ListFormat, ListSource, Pages};
 use crate::reply::{self, Code};
@@ -15,12 +15,13 @@ impl FtpSession {
     /// LIST, NLST or MLSD (`operation`), in `format`.
     pub(super) async fn list(
         &mut self,
-        fs: &UserFs,
+        user: &User,
         arg: &str,
         format: ListFormat,
         operation: &str,
     ) -> io::Result<Next> {
-        if self.data_protection_missing(operation).await? {
+        let fs = &user.fs;
+        if self.data_protection_missing(fs, operation).await? {
             return Ok(Next::Continue);
         }
         let source = match self.list_source(fs, arg, format).await {
@@ -32,7 +33,7 @@ impl FtpSession {
             .map(|p| p.to_string())
             .unwrap_or_default();
         let Some(mut data) = self
-            .data_connection(operation, &shown, Direction::ToClient)
+            .data_connection(user, operation, &shown, Direction::ToClient)
             .await?
         else {
             return Ok(Next::Continue);

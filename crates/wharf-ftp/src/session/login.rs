@@ -3,10 +3,11 @@
 //! through the gateway, at most [`MAX_FAILED_LOGINS`] failures).
 
 use std::io;
+use std::sync::Arc;
 
 use wharf_session::ConnInfo;
 
-use super::{FtpSession, LOG_TARGET, Next};
+use super::{Account, FtpSession, LOG_TARGET, Next};
 use crate::auth;
 use crate::command::Protection;
 use crate::reply::{Code, Reply};
@@ -72,7 +73,7 @@ impl FtpSession {
     }
 
     pub(super) async fn user(&mut self, name: &str) -> io::Result<Next> {
-        if self.session.is_some() {
+        if self.account.is_some() {
             return self.reply(Code::BadSequence, "Already logged in.").await;
         }
         if name.is_empty() {
@@ -85,7 +86,7 @@ impl FtpSession {
     }
 
     pub(super) async fn pass(&mut self, password: &str) -> io::Result<Next> {
-        if self.session.is_some() {
+        if self.account.is_some() {
             return self.reply(Code::BadSequence, "Already logged in.").await;
         }
         let Some(username) = self.pending_user.take() else {
@@ -102,13 +103,16 @@ impl FtpSession {
                 // From now on its data connections may resume the TLS
                 // sessions of this user's control connections from this
                 // address.
-                if let (Some(material), Some(tls)) = (&self.shared.tls, &mut self.tls) {
-                    material.logged_in(tls, &session.identity.username);
-                }
+                let data_tls = match (&self.shared.tls, &self.tls) {
+                    (Some(material), Some(tls)) => Some(Arc::new(
+                        material.logged_in(tls, &session.identity.username),
+                    )),
+                    _ => None,
+                };
                 // PATH users start in their home directory; LOGICAL ones at
                 // their root.
                 self.cwd = session.fs.home().clone();
-                self.session = Some(session);
+                self.account = Some(Account { session, data_tls });
                 self.admitted.logged_in();
                 self.reply(Code::LoggedIn, "User logged in.").await
             }

@@ -1,14 +1,17 @@
-//! Data connections: PASV and EPSV open a passive port; each transfer then
-//! takes its connection from it ([`FtpSession::data_connection`]: the PROT P
-//! rule of FTPS, 150, the data TLS handshake and its resumption rule) and
-//! ends with its final reply ([`FtpSession::finish`]).
+//! Data connections: PASV and EPSV open a passive port (closing the one
+//! before); each transfer then takes its connection from it
+//! ([`FtpSession::data_connection`]: the PROT P rule of FTPS, 150, the data
+//! TLS handshake and its resumption rule) and ends with its final reply
+//! ([`FtpSession::finish`]). A transfer command closes the passive port
+//! however it ends, used or not (`session.rs`).
 
 use std::io;
 use std::net::IpAddr;
 
 use wharf_audit::{Activity, Event};
+use wharf_vfs::UserFs;
 
-use super::{FtpSession, LOG_TARGET, Next};
+use super::{FtpSession, LOG_TARGET, Next, User};
 use crate::data::{DataError, DataStream, PassivePort, TransferError};
 use crate::reply::{Code, Reply};
 use crate::server::PassiveHost;
@@ -25,8 +28,10 @@ pub(super) enum Direction {
 }
 
 impl FtpSession {
-    pub(super) async fn pasv(&mut self) -> io::Result<Next> {
-        if self.data_protection_missing("PASV").await? {
+    pub(super) async fn pasv(&mut self, fs: &UserFs) -> io::Result<Next> {
+        // The port before goes, whatever becomes of this one.
+        self.passive = None;
+        if self.data_protection_missing(fs, "PASV").await? {
             return Ok(Next::Continue);
         }
         let announced = match &self.shared.passive_host {
@@ -65,11 +70,13 @@ impl FtpSession {
     }
 
     /// EPSV; `all`: EPSV ALL.
-    pub(super) async fn epsv(&mut self, all: bool) -> io::Result<Next> {
+    pub(super) async fn epsv(&mut self, fs: &UserFs, all: bool) -> io::Result<Next> {
         if all {
             return self.reply(Code::Ok, "EPSV ALL ok.").await;
         }
-        if self.data_protection_missing("EPSV").await? {
+        // The port before goes, whatever becomes of this one.
+        self.passive = None;
+        if self.data_protection_missing(fs, "EPSV").await? {
             return Ok(Next::Continue);
         }
         let Ok(port) = self.open_passive() else {
@@ -84,9 +91,8 @@ impl FtpSession {
         .await
     }
 
-    /// A new passive port (the one before, if any, is closed): its number.
+    /// A new passive port: its number.
     fn open_passive(&mut self) -> Result<u16, ()> {
-        self.passive = None;
         match PassivePort::bind(self.local.ip(), &self.shared.passive_ports) {
             Ok(port) => match port.port() {
                 Ok(number) => {
@@ -101,11 +107,16 @@ impl FtpSession {
 
     /// With FTPS, data connections need PROT P: refused (and logged) here
     /// when it is missing.
-    pub(super) async fn data_protection_missing(&mut self, operation: &str) -> io::Result<bool> {
+    pub(super) async fn data_protection_missing(
+        &mut self,
+        fs: &UserFs,
+        operation: &str,
+    ) -> io::Result<bool> {
         if self.tls.is_none() || self.protect_data {
             return Ok(false);
         }
-        self.log_refusal(
+        log_refusal(
+            fs,
             operation,
             "",
             "the data connection is not protected by TLS (PROT P is required)",
@@ -119,33 +130,12 @@ impl FtpSession {
         Ok(true)
     }
 
-    fn log_refusal(&self, operation: &str, path: &str, reason: &str) {
-        match &self.session {
-            Some(session) => {
-                let audit = session.fs.audit();
-                audit.log.record(
-                    Activity::Error,
-                    &audit.session,
-                    &Event {
-                        path: (!path.is_empty()).then_some(path),
-                        operation: Some(operation),
-                        message: Some("data connection refused"),
-                        reason: Some(reason),
-                        ..Event::default()
-                    },
-                );
-            }
-            None => {
-                tracing::info!(target: LOG_TARGET, session = %self.info.session_id, "{operation}: {reason}")
-            }
-        }
-    }
-
     /// The data connection of a transfer: accepted on the passive port,
     /// announced with 150, then (FTPS) secured and checked. `None` when it
     /// failed; the reply has been sent.
     pub(super) async fn data_connection(
         &mut self,
+        user: &User,
         operation: &str,
         path: &str,
         direction: Direction,
@@ -175,20 +165,11 @@ impl FtpSession {
                 "Opening BINARY mode data connection.",
             ))
             .await?;
-        let Some(tls) = &self.tls else {
+        let Some(tls) = &user.data_tls else {
             return Ok(Some(DataStream::plain(stream, self.shared.idle_timeout)));
         };
         let enforce = tls.resumption == Resumption::Enforced;
-        let Some(data_tls) = tls.data(direction == Direction::ToClient) else {
-            // Not logged in: cannot happen (transfers need a session).
-            self.control
-                .reply(&Reply::new(
-                    Code::CantOpenData,
-                    "Can't open data connection.",
-                ))
-                .await?;
-            return Ok(None);
-        };
+        let data_tls = tls.data(direction == Direction::ToClient);
         match DataStream::tls(stream, data_tls, enforce, self.shared.idle_timeout).await {
             Ok(stream) => Ok(Some(stream)),
             Err(DataError::Connect(reason)) => {
@@ -202,7 +183,7 @@ impl FtpSession {
                 Ok(None)
             }
             Err(DataError::Refused(reason)) => {
-                self.log_refusal(operation, path, reason);
+                log_refusal(&user.fs, operation, path, reason);
                 let text = format!("Data connection refused: {reason}.");
                 self.control
                     .reply(&Reply::new(Code::Unavailable, text))
@@ -238,4 +219,21 @@ impl FtpSession {
             }
         }
     }
+}
+
+/// A data connection refused by the FTPS rules: logged as ERROR "data
+/// connection refused" (only logged-in connections get this far).
+fn log_refusal(fs: &UserFs, operation: &str, path: &str, reason: &str) {
+    let audit = fs.audit();
+    audit.log.record(
+        Activity::Error,
+        &audit.session,
+        &Event {
+            path: (!path.is_empty()).then_some(path),
+            operation: Some(operation),
+            message: Some("data connection refused"),
+            reason: Some(reason),
+            ..Event::default()
+        },
+    );
 }

@@ -35,9 +35,9 @@ impl FtpSession {
     /// STAT without an argument: who is logged in, and what is protected.
     pub(super) async fn status(&mut self) -> io::Result<Next> {
         let user = self
-            .session
+            .account
             .as_ref()
-            .map(|s| s.identity.username.clone())
+            .map(|account| account.session.identity.username.clone())
             .unwrap_or_default();
         let text = format!(
             "wharf FTP server status:\nLogged in as {user}\nTLS: control {}, data {}\nEnd",

@@ -7,7 +7,7 @@ use std::io;
 use wharf_vfs::{OpenOptions, UserFs, VirtualPath};
 
 use super::passive::Direction;
-use super::{FtpSession, Next};
+use super::{FtpSession, Next, User};
 use crate::command::DataType;
 use crate::data::{receive_file, send_file};
 use crate::reply::Code;
@@ -43,8 +43,11 @@ impl FtpSession {
         }
     }
 
-    /// REST; `None`: not a byte offset.
+    /// REST; `None`: not a byte offset (the REST before is dropped all the
+    /// same, as in vsftpd). The offset is for the next RETR, STOR or APPE
+    /// only (see `session.rs`).
     pub(super) async fn rest(&mut self, offset: Option<u64>) -> io::Result<Next> {
+        self.restart = 0;
         match offset {
             Some(offset) => {
                 self.restart = offset;
@@ -61,7 +64,8 @@ impl FtpSession {
         }
     }
 
-    pub(super) async fn retr(&mut self, fs: &UserFs, arg: &str) -> io::Result<Next> {
+    pub(super) async fn retr(&mut self, user: &User, arg: &str) -> io::Result<Next> {
+        let fs = &user.fs;
         let start = std::mem::take(&mut self.restart);
         let Some(path) = self.transfer_target(fs, "RETR", arg).await? else {
             return Ok(Next::Continue);
@@ -71,7 +75,7 @@ impl FtpSession {
             Err(error) => return self.fail(&error).await,
         };
         let Some(mut data) = self
-            .data_connection("RETR", path.as_str(), Direction::ToClient)
+            .data_connection(user, "RETR", path.as_str(), Direction::ToClient)
             .await?
         else {
             // The reader is dropped unclosed: PARTIAL_CLOSE.
@@ -86,7 +90,8 @@ impl FtpSession {
     }
 
     /// STOR, or APPE when `append`.
-    pub(super) async fn stor(&mut self, fs: &UserFs, arg: &str, append: bool) -> io::Result<Next> {
+    pub(super) async fn stor(&mut self, user: &User, arg: &str, append: bool) -> io::Result<Next> {
+        let fs = &user.fs;
         let restart = std::mem::take(&mut self.restart);
         let operation = if append { "APPE" } else { "STOR" };
         let Some(path) = self.transfer_target(fs, operation, arg).await? else {
@@ -107,7 +112,7 @@ impl FtpSession {
             Err(error) => return self.fail(&error).await,
         };
         let Some(mut data) = self
-            .data_connection(operation, path.as_str(), Direction::FromClient)
+            .data_connection(user, operation, path.as_str(), Direction::FromClient)
             .await?
         else {
             // The writer is dropped unclosed: nothing is left behind.
@@ -126,7 +131,7 @@ impl FtpSession {
         operation: &str,
         arg: &str,
     ) -> io::Result<Option<VirtualPath>> {
-        if self.data_protection_missing(operation).await? {
+        if self.data_protection_missing(fs, operation).await? {
             return Ok(None);
         }
         match self.path(fs, arg) {

@@ -6,6 +6,7 @@
 mod admin;
 mod cli;
 mod defences;
+mod ftp_commands;
 mod ftps;
 mod hostile;
 mod idp;
