@@ -1,0 +1,145 @@
+//! Session leases against a real PostgreSQL: the limit holds across nodes,
+//! a release frees a slot, a node that stops renewing loses its leases
+//! within the TTL, a restarted node clears its old leases, and an
+//! unreachable database refuses within the claim timeout.
+
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use wharf_cluster::{Claim, LeaseTiming, Leases};
+use wharf_test_support::postgres::Postgres;
+
+fn fast() -> LeaseTiming {
+    LeaseTiming {
+        ttl: Duration::from_secs(2),
+        renew_every: Duration::from_millis(500),
+        claim_timeout: Duration::from_secs(2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_limit_holds_across_nodes() {
+    let postgres = Postgres::start();
+    let url = postgres.create_database("cluster");
+    let a = Leases::start(&url, "node-a", fast()).await.unwrap();
+    let b = Leases::start(&url, "node-b", fast()).await.unwrap();
+
+    assert_eq!(a.claim("alice", "s1", 2).await.unwrap(), Claim::Granted);
+    assert_eq!(b.claim("alice", "s2", 2).await.unwrap(), Claim::Granted);
+    assert_eq!(
+        b.claim("alice", "s3", 2).await.unwrap(),
+        Claim::Refused { open: 2 }
+    );
+    // Another user is not affected.
+    assert_eq!(a.claim("bob", "s4", 2).await.unwrap(), Claim::Granted);
+
+    // Many concurrent claims for the last slot: exactly one wins.
+    a.release("s1");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let open: i64 = postgres
+            .psql(
+                "cluster",
+                "SELECT count(*) FROM wharf_session_leases WHERE username = 'alice'",
+            )
+            .trim()
+            .parse()
+            .unwrap();
+        if open == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the release did not land");
+        tokio::task::yield_now().await;
+    }
+    let mut claims = Vec::new();
+    for i in 0..8 {
+        let leases = if i % 2 == 0 { a.clone() } else { b.clone() };
+        claims.push(tokio::spawn(async move {
+            leases
+                .claim("alice", &format!("race-{i}"), 2)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut granted = 0;
+    for claim in claims {
+        if claim.await.unwrap() == Claim::Granted {
+            granted += 1;
+        }
+    }
+    assert_eq!(granted, 1);
+
+    // Node b dies (stops renewing without releasing): its lease on alice is
+    // gone within the TTL, so node a can claim again.
+    let of_b = |postgres: &Postgres| -> i64 {
+        postgres
+            .psql(
+                "cluster",
+                "SELECT count(*) FROM wharf_session_leases WHERE node_id = 'node-b'",
+            )
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert!(of_b(&postgres) >= 1, "node b holds a lease on alice");
+    drop(b);
+    let started = Instant::now();
+    loop {
+        match a.claim("alice", "after-b", 2).await.unwrap() {
+            Claim::Granted => break,
+            Claim::Refused { .. } => {
+                assert!(
+                    started.elapsed() < fast().ttl + Duration::from_secs(5),
+                    "node b's leases outlived their TTL"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // Gone by expiry (the claim drops expired leases), not by a release.
+    assert_eq!(of_b(&postgres), 0);
+
+    // A node that restarts drops what its previous life held.
+    let a_again = Leases::start(&url, "node-a", fast()).await.unwrap();
+    assert_eq!(
+        a_again.claim("alice", "fresh-1", 2).await.unwrap(),
+        Claim::Granted
+    );
+    assert_eq!(
+        a_again.claim("alice", "fresh-2", 2).await.unwrap(),
+        Claim::Granted
+    );
+    a_again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_refuses_within_the_claim_timeout() {
+    let mut postgres = Postgres::start();
+    let url = postgres.create_database("cluster");
+    let leases = Leases::start(&url, "node-a", fast()).await.unwrap();
+    assert_eq!(
+        leases.claim("alice", "s1", 1).await.unwrap(),
+        Claim::Granted
+    );
+    postgres.pause();
+    let started = Instant::now();
+    let error = leases.claim("alice", "s2", 5).await.unwrap_err();
+    assert!(started.elapsed() < fast().claim_timeout + Duration::from_secs(1));
+    assert!(error.0.contains("session lease"), "{error}");
+    assert!(
+        !error.0.contains(wharf_test_support::postgres::PASSWORD),
+        "{error}"
+    );
+    postgres.resume();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match leases.claim("alice", "s3", 5).await {
+            Ok(claim) => {
+                assert_eq!(claim, Claim::Granted);
+                break;
+            }
+            Err(_) => assert!(Instant::now() < deadline, "no recovery"),
+        }
+    }
+}
