@@ -1,6 +1,11 @@
 #![allow(clippy::unwrap_used)]
 
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+
 use super::*;
+use crate::Kind;
 
 fn store() -> (tempfile::TempDir, FilesystemStore) {
     let dir = tempfile::tempdir().unwrap();

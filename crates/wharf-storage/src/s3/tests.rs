@@ -2,7 +2,8 @@
 
 use http::StatusCode;
 
-use super::raw::{Part, classify, complete_body, encode, parse_upload_id};
+use super::raw::classify;
+use super::raw::wire::{Part, complete_body, encode, parse_upload_id};
 use super::*;
 
 #[test]
@@ -164,7 +165,7 @@ fn listed_keys_become_children_once() {
 
 #[test]
 fn parses_object_tagging() {
-    use super::raw::parse_tagging;
+    use super::raw::wire::parse_tagging;
     let body = br#"<?xml version="1.0" encoding="UTF-8"?>
 <Tagging xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><TagSet>
   <Tag><Key>classification</Key><Value>public</Value></Tag>

@@ -2,12 +2,13 @@
 
 use std::io::Write;
 
+use bytes::Bytes;
 use parking_lot::Mutex;
 use wharf_storage::filesystem::FilesystemStore;
 
 use super::*;
-use crate::authorize::{Denied, HomeTargets, Target};
-use crate::namespace::StoreHandle;
+use crate::authorize::{AccessRequest, Action, Denied, HomeTargets, Target};
+use crate::namespace::{Mount, MountKind, StoreHandle};
 
 #[derive(Clone, Default)]
 struct Lines(Arc<Mutex<Vec<u8>>>);

@@ -1,0 +1,95 @@
+//! What one user and the whole process may hold: sessions per user (a
+//! slot each, given back when the session ends), buffer memory and open
+//! files (shares of [`PerUser`](wharf_vfs::PerUser) quotas), and the levels reported to the
+//! metrics.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use wharf_identity::Denial;
+
+use crate::Gateway;
+
+/// What one user and the whole process may hold (SPEC 2, `[server]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// 0 = unlimited.
+    pub max_sessions_per_user: usize,
+    /// Request and transfer buffers of all of a user's sessions, in bytes.
+    pub max_memory_per_user: u64,
+    /// The same for the whole process.
+    pub max_memory: u64,
+    /// Open files and listings of all of a user's sessions.
+    pub max_handles_per_user: u32,
+    /// The same for the whole process: what the file-descriptor limit
+    /// leaves after a reserve for connections and logins.
+    pub max_handles: u32,
+}
+
+impl Default for Limits {
+    /// SPEC's defaults (and a process handle cap for 64 Ki descriptors).
+    fn default() -> Limits {
+        Limits {
+            max_sessions_per_user: 0,
+            max_memory_per_user: 128 << 20,
+            max_memory: 1 << 30,
+            max_handles_per_user: 1024,
+            max_handles: 60_000,
+        }
+    }
+}
+
+pub(crate) fn memory_units(bytes: u64) -> u32 {
+    u32::try_from(bytes / wharf_vfs::MEMORY_UNIT as u64).unwrap_or(u32::MAX)
+}
+
+pub(crate) struct SessionSlot {
+    user: String,
+    sessions: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut sessions = self.sessions.lock();
+        if let Some(count) = sessions.get_mut(&self.user) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                sessions.remove(&self.user);
+            }
+        }
+    }
+}
+
+impl Gateway {
+    /// Buffer memory in use by every session, in bytes (for metrics).
+    pub fn memory_in_use(&self) -> u64 {
+        self.memory.process().in_use() * wharf_vfs::MEMORY_UNIT as u64
+    }
+
+    /// The most buffer memory in use at once since the last call, in bytes.
+    pub fn memory_peak(&self) -> u64 {
+        self.memory.process().take_peak() * wharf_vfs::MEMORY_UNIT as u64
+    }
+
+    /// Open files and listings of every session (for metrics).
+    pub fn handles_in_use(&self) -> u64 {
+        self.handles.process().in_use()
+    }
+
+    pub(crate) fn claim_slot(&self, user: &str) -> Result<SessionSlot, Denial> {
+        let mut sessions = self.sessions.lock();
+        let count = sessions.entry(user.to_owned()).or_insert(0);
+        if self.max_sessions_per_user > 0 && *count >= self.max_sessions_per_user {
+            return Err(Denial::new(format!(
+                "user {user:?} already has {} sessions (max_sessions_per_user)",
+                *count
+            )));
+        }
+        *count += 1;
+        Ok(SessionSlot {
+            user: user.to_owned(),
+            sessions: self.sessions.clone(),
+        })
+    }
+}
