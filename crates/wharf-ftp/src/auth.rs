@@ -22,6 +22,7 @@ pub(crate) async fn login(
     // A denial here is logged by the gateway too.
     let session = gateway
         .open_session(&fields, info, identity, "password", None)
+        .await
         .ok()?;
     session.connected(|_| {});
     Some(session)

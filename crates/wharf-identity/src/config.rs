@@ -61,6 +61,9 @@ pub struct PlanContext<'a> {
     pub cache_ttl: Duration,
     /// `server.data_dir`: where the default user database lives.
     pub data_dir: &'a Path,
+    /// `[cluster] database`: where service-managed users live when
+    /// `identity_provider.database` is empty (SPEC section 2).
+    pub cluster_database: Option<&'a str>,
 }
 
 /// A provider as `serve` will run it.
@@ -159,11 +162,17 @@ impl IdentityProviderConfig {
     }
 
     /// The provider, built without I/O; `Err` names the key.
-    pub fn plan(&self, path: &str, data_dir: &Path) -> Result<ProviderPlan, String> {
+    pub fn plan(
+        &self,
+        path: &str,
+        data_dir: &Path,
+        cluster_database: Option<&str>,
+    ) -> Result<ProviderPlan, String> {
         let context = PlanContext {
             timeout: self.common.timeout,
             cache_ttl: self.common.cache_ttl,
             data_dir,
+            cluster_database,
         };
         self.provider
             .as_dyn()
@@ -203,20 +212,20 @@ impl std::fmt::Debug for ServiceManagedConfig {
 }
 
 impl ServiceManagedConfig {
-    /// Where the users are: the configured database, or `users.db` in
-    /// `data_dir`.
-    pub fn database(&self, data_dir: &Path) -> String {
-        if self.database.is_empty() {
-            data_dir.join("users.db").display().to_string()
-        } else {
-            self.database.clone()
+    /// Where the users are: the configured database, else the cluster's,
+    /// else `users.db` in `data_dir`.
+    pub fn database(&self, data_dir: &Path, cluster_database: Option<&str>) -> String {
+        match (self.database.as_str(), cluster_database) {
+            ("", Some(cluster)) => cluster.to_owned(),
+            ("", None) => data_dir.join("users.db").display().to_string(),
+            (database, _) => database.to_owned(),
         }
     }
 }
 
 impl ProviderSection for ServiceManagedConfig {
     fn plan(&self, context: &PlanContext<'_>) -> Result<ProviderPlan, ProviderConfigError> {
-        let database = self.database(context.data_dir);
+        let database = self.database(context.data_dir, context.cluster_database);
         UserStore::check_database(&database).map_err(|e| ProviderConfigError(e.0))?;
         if let Some(path) = crate::database::sqlite_file(&database) {
             match std::fs::metadata(&path) {

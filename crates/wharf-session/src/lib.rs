@@ -34,8 +34,8 @@ use wharf_listen::Guard;
 use wharf_policy::{Policy, PolicyKind};
 use wharf_vfs::{PerUser, StoreHandle};
 
-pub use self::limits::Limits;
 use self::limits::memory_units;
+pub use self::limits::{Limits, SharedSessions};
 pub use self::login::REFUSALS_LOGGED_PER_SECOND;
 use self::login::RateLimit;
 pub use self::policy::{
@@ -100,6 +100,8 @@ pub struct Gateway {
     audit: AuditLog,
     max_sessions_per_user: usize,
     sessions: Arc<Mutex<HashMap<String, usize>>>,
+    /// Sessions counted on every node (`[cluster] database`).
+    shared_sessions: Option<Arc<dyn SharedSessions>>,
     /// Buffer memory, in [`wharf_vfs::MEMORY_UNIT`]s, per user and in all.
     memory: PerUser,
     /// Open files and listings, per user and in all.
@@ -137,6 +139,7 @@ impl Gateway {
             audit: config.audit,
             max_sessions_per_user: config.limits.max_sessions_per_user,
             sessions: Arc::new(Mutex::new(HashMap::new())),
+            shared_sessions: None,
             memory: PerUser::new(
                 memory_units(config.limits.max_memory),
                 memory_units(config.limits.max_memory_per_user),

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use parking_lot::Mutex;
 use wharf_identity::Denial;
 
@@ -44,13 +45,36 @@ pub(crate) fn memory_units(bytes: u64) -> u32 {
     u32::try_from(bytes / wharf_vfs::MEMORY_UNIT as u64).unwrap_or(u32::MAX)
 }
 
+/// A user's sessions counted on every node of a cluster (`[cluster]
+/// database`, SPEC section 8): a lease per session.
+#[async_trait]
+pub trait SharedSessions: Send + Sync + 'static {
+    /// Claims a lease for `session_id` if `user` has fewer than `limit`
+    /// sessions on the cluster: `Ok(None)` granted, `Ok(Some(open))`
+    /// refused with the user's open sessions, `Err` when the cluster
+    /// cannot be asked (the login is refused: the limit cannot be checked).
+    async fn claim(
+        &self,
+        user: &str,
+        session_id: &str,
+        limit: usize,
+    ) -> Result<Option<i64>, String>;
+    /// Ends the lease of a session that ended (never waits).
+    fn release(&self, session_id: &str);
+}
+
 pub(crate) struct SessionSlot {
     user: String,
     sessions: Arc<Mutex<HashMap<String, usize>>>,
+    /// The session's cluster lease, if any.
+    lease: Option<(Arc<dyn SharedSessions>, String)>,
 }
 
 impl Drop for SessionSlot {
     fn drop(&mut self) {
+        if let Some((shared, session_id)) = self.lease.take() {
+            shared.release(&session_id);
+        }
         let mut sessions = self.sessions.lock();
         if let Some(count) = sessions.get_mut(&self.user) {
             *count = count.saturating_sub(1);
@@ -77,19 +101,55 @@ impl Gateway {
         self.handles.process().in_use()
     }
 
-    pub(crate) fn claim_slot(&self, user: &str) -> Result<SessionSlot, Denial> {
-        let mut sessions = self.sessions.lock();
-        let count = sessions.entry(user.to_owned()).or_insert(0);
-        if self.max_sessions_per_user > 0 && *count >= self.max_sessions_per_user {
-            return Err(Denial::new(format!(
-                "user {user:?} already has {} sessions (max_sessions_per_user)",
-                *count
-            )));
+    /// A slot in `max_sessions_per_user`: on this node, then, with a
+    /// cluster, on every node (a lease).
+    pub(crate) async fn claim_slot(
+        &self,
+        user: &str,
+        session_id: &str,
+    ) -> Result<SessionSlot, Denial> {
+        let mut slot = {
+            let mut sessions = self.sessions.lock();
+            let count = sessions.entry(user.to_owned()).or_insert(0);
+            if self.max_sessions_per_user > 0 && *count >= self.max_sessions_per_user {
+                return Err(Denial::new(format!(
+                    "user {user:?} already has {} sessions (max_sessions_per_user)",
+                    *count
+                )));
+            }
+            *count += 1;
+            SessionSlot {
+                user: user.to_owned(),
+                sessions: self.sessions.clone(),
+                lease: None,
+            }
+        };
+        if let Some(shared) = self.shared_sessions.as_ref()
+            && self.max_sessions_per_user > 0
+        {
+            match shared
+                .claim(user, session_id, self.max_sessions_per_user)
+                .await
+            {
+                Ok(None) => slot.lease = Some((shared.clone(), session_id.to_owned())),
+                Ok(Some(open)) => {
+                    return Err(Denial::new(format!(
+                        "user {user:?} already has {open} sessions on the cluster (max_sessions_per_user)"
+                    )));
+                }
+                Err(e) => {
+                    return Err(Denial::new(format!(
+                        "max_sessions_per_user cannot be checked: {e}"
+                    )));
+                }
+            }
         }
-        *count += 1;
-        Ok(SessionSlot {
-            user: user.to_owned(),
-            sessions: self.sessions.clone(),
-        })
+        Ok(slot)
+    }
+
+    /// Counts sessions on every node of a cluster too.
+    pub fn with_shared_sessions(mut self, shared: Arc<dyn SharedSessions>) -> Gateway {
+        self.shared_sessions = Some(shared);
+        self
     }
 }

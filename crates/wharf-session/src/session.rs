@@ -75,7 +75,7 @@ impl Gateway {
     /// `max_sessions_per_user` and builds its filesystem. A denial (too many
     /// sessions, a home or role that cannot be built) is logged as
     /// AUTH_FAILURE with the reason, as `authenticate` logs its own.
-    pub fn open_session(
+    pub async fn open_session(
         &self,
         fields: &SessionFields,
         conn: &ConnInfo,
@@ -85,12 +85,13 @@ impl Gateway {
     ) -> Result<Session, Denial> {
         let username = identity.username.clone();
         self.build_session(fields, conn, identity, method, fingerprint.clone())
+            .await
             .inspect_err(|denial| {
                 self.log_auth_failure(fields, username, method, fingerprint, &denial.reason);
             })
     }
 
-    fn build_session(
+    async fn build_session(
         &self,
         fields: &SessionFields,
         conn: &ConnInfo,
@@ -98,7 +99,9 @@ impl Gateway {
         method: &str,
         fingerprint: Option<String>,
     ) -> Result<Session, Denial> {
-        let slot = self.claim_slot(&identity.username)?;
+        let slot = self
+            .claim_slot(&identity.username, &fields.session_id)
+            .await?;
         let (namespace, _) = self.namespace(&identity)?;
         let authorizer: Arc<dyn Authorizer> = Arc::new(self.authorizer(&identity, conn)?);
         let session_fields = SessionFields {

@@ -426,6 +426,21 @@ fn ssh_options(command: &mut Command, login: &Login, dir: &Path) {
 }
 
 /// Runs `sftp -b BATCH` in `dir` and returns its output.
+/// An OpenSSH `sftp` session held open: its batch comes from stdin, which
+/// stays open until the child is dropped or its stdin closed.
+pub fn sftp_session(port: u16, user: &str, login: &Login, dir: &Path) -> std::process::Child {
+    let mut command = Command::new(require("sftp"));
+    ssh_options(&mut command, login, dir);
+    command
+        .args(["-P", &port.to_string(), "-b", "-"])
+        .arg(format!("{user}@127.0.0.1"))
+        .current_dir(dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    command.spawn().unwrap_or_else(|e| panic!("sftp: {e}"))
+}
+
 pub fn sftp_batch(
     port: u16,
     user: &str,

@@ -167,9 +167,19 @@ impl Config {
     /// database, else `users.db` in `data_dir`.
     pub fn user_database(&self) -> String {
         match &self.identity.provider {
-            ProviderConfig::ServiceManaged(users) => users.database(&self.server.data_dir),
+            ProviderConfig::ServiceManaged(users) => {
+                users.database(&self.server.data_dir, self.cluster_database())
+            }
             _ => self.server.data_dir.join("users.db").display().to_string(),
         }
+    }
+
+    /// `[cluster] database`, when set.
+    pub fn cluster_database(&self) -> Option<&str> {
+        self.cluster
+            .as_ref()
+            .map(|c| c.database.as_str())
+            .filter(|d| !d.is_empty())
     }
 }
 
@@ -289,10 +299,10 @@ fn read(mut document: Document, problems: &mut Problems) -> Option<Config> {
     if let Some(Some(cluster)) = &cluster
         && !cluster.database.is_empty()
     {
-        problems.push(
-            "cluster.database",
-            "a shared cluster database is not available in this build yet",
-        );
+        let lower = cluster.database.to_ascii_lowercase();
+        if !lower.starts_with("postgres://") && !lower.starts_with("postgresql://") {
+            problems.push("cluster.database", "must be a postgres:// URL");
+        }
     }
     let storage = read_storage(document.take("storage"), problems);
     if storage.as_ref().is_some_and(BTreeMap::is_empty) {
@@ -518,8 +528,8 @@ mod tests {
                 "server.ban_exempt[0]: \"10.0.0.0/33\" is not an address or a CIDR",
             ),
             (
-                "[cluster]\ndatabase = \"postgres://db/wharf\"\n",
-                "cluster.database: a shared cluster database is not available",
+                "[cluster]\ndatabase = \"/var/lib/wharf/cluster.db\"\n",
+                "cluster.database: must be a postgres:// URL",
             ),
         ] {
             let errors = load_text(&format!("{base}{extra}"), &[]).unwrap_err();

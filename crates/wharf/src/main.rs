@@ -5,6 +5,7 @@
 //! front-end crates.
 
 mod admin;
+mod cluster;
 mod config;
 mod hostkeys;
 mod limits;

@@ -153,7 +153,14 @@ pub async fn serve(config: Config) -> CommandResult {
     init_tracing();
     // The same checks as `check-config`, then what only serve does.
     let plan = wiring::ServePlan::build(&config).map_err(Failure::Config)?;
-    let (gateway, users) = plan.gateway.realize(AuditLog::stdout()).await?;
+    let node = crate::cluster::Node::join(config.cluster.as_ref()).await?;
+    let (gateway, users) = plan
+        .gateway
+        .realize(
+            AuditLog::stdout(),
+            node.as_ref().map(crate::cluster::Node::shared_sessions),
+        )
+        .await?;
     {
         let (a, b) = (gateway.clone(), gateway.clone());
         tokio::spawn(crate::memory::return_freed(
@@ -266,6 +273,9 @@ pub async fn serve(config: Config) -> CommandResult {
         eprintln!(
             "wharf: warning: the stores' cleanup of unfinished uploads did not finish within {STORE_QUIESCE:?}"
         );
+    }
+    if let Some(node) = &node {
+        node.leave().await;
     }
     admin_stop.cancel();
     eprintln!("wharf: stopped");

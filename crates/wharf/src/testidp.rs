@@ -97,7 +97,7 @@ pub async fn run(config: &Config, args: TestIdpArgs) -> CommandResult {
     // The provider's warnings (unknown response fields...) go to stderr.
     crate::serve::init_tracing();
     let (gateway, _) = wiring::GatewayPlan::for_logins(config)?
-        .realize(AuditLog::discard())
+        .realize(AuditLog::discard(), None)
         .await?;
     let conn = conn(protocol(&args.protocol), args.source_ip);
     let (answer, result) = gateway.ask(&conn, &args.user, credential).await;
@@ -147,7 +147,7 @@ pub async fn simulate(
     }
     crate::serve::init_tracing();
     let (gateway, _) = wiring::GatewayPlan::for_logins(config)?
-        .realize(AuditLog::discard())
+        .realize(AuditLog::discard(), None)
         .await?;
     let source_ip = extra
         .iter()

@@ -241,7 +241,11 @@ impl GatewayPlan {
         let (roles, bucket_policies) = policies(config, problems);
         let provider = config
             .identity
-            .plan("identity_provider", &config.server.data_dir)
+            .plan(
+                "identity_provider",
+                &config.server.data_dir,
+                config.cluster_database(),
+            )
             .map_err(|e| problems.push(e))
             .ok();
         let (server_id, server_id_file) = server_id(config);
@@ -287,6 +291,7 @@ impl GatewayPlan {
     pub async fn realize(
         self,
         audit: AuditLog,
+        shared_sessions: Option<Arc<dyn wharf_session::SharedSessions>>,
     ) -> Result<(Arc<Gateway>, Option<UserStore>), Failure> {
         let mut stores = BTreeMap::new();
         for (name, plan) in self.stores {
@@ -315,6 +320,10 @@ impl GatewayPlan {
             limits: self.limits,
             guard: self.guard,
         });
+        let gateway = match shared_sessions {
+            Some(shared) => gateway.with_shared_sessions(shared),
+            None => gateway,
+        };
         Ok((Arc::new(gateway), users))
     }
 }

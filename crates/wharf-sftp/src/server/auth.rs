@@ -63,7 +63,7 @@ impl Connection {
             .authenticate(&fields, &self.conn, user, credential, "password")
             .await
         {
-            Ok(identity) => self.establish(identity, "password", None),
+            Ok(identity) => self.establish(identity, "password", None).await,
             Err(_) => self.reject(),
         }
     }
@@ -100,7 +100,7 @@ impl Connection {
                 partial_success: true,
             };
         }
-        self.establish(identity, "publickey", Some(key))
+        self.establish(identity, "publickey", Some(key)).await
     }
 
     /// The login is complete: the connection counts as logged in and the
@@ -119,12 +119,18 @@ impl Connection {
     }
 
     /// Opens the session for an authenticated identity.
-    fn establish(&mut self, identity: Identity, method: &str, key: Option<&PublicKey>) -> Auth {
+    async fn establish(
+        &mut self,
+        identity: Identity,
+        method: &str,
+        key: Option<&PublicKey>,
+    ) -> Auth {
         let fields = self.fields_now();
         let fingerprint = key.map(fingerprint);
         match self
             .gateway
             .open_session(&fields, &self.conn, identity, method, fingerprint)
+            .await
         {
             Ok(session) => {
                 self.session = Some(std::sync::Arc::new(session));

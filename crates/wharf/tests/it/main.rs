@@ -5,6 +5,7 @@
 
 mod admin;
 mod cli;
+mod cluster;
 mod defences;
 mod ftp_commands;
 mod ftps;
