@@ -29,7 +29,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wharf_listen::{Admitted, LoginExpired};
+use wharf_listen::{Admitted, LoginExpired, ProxyProtocol};
 use wharf_session::{ConnInfo, Session};
 use wharf_vfs::{Error, Metadata, UserFs, VirtualPath};
 
@@ -72,6 +72,9 @@ pub(crate) struct FtpSession {
     restart: u64,
     rename_from: Option<VirtualPath>,
     passive: Option<PassivePort>,
+    /// The listener's PROXY protocol rule: data connections carry their own
+    /// header, whose source must be the control connection's.
+    proxy: Option<Arc<ProxyProtocol>>,
 }
 
 impl FtpSession {
@@ -82,6 +85,7 @@ impl FtpSession {
         local: SocketAddr,
         tls: Option<ConnectionTls>,
         admitted: Admitted,
+        proxy: Option<Arc<ProxyProtocol>>,
     ) -> FtpSession {
         FtpSession {
             admitted,
@@ -98,6 +102,7 @@ impl FtpSession {
             restart: 0,
             rename_from: None,
             passive: None,
+            proxy,
         }
     }
 

@@ -89,6 +89,9 @@ pub enum Refusal {
     TooManyPending,
     /// Too many connections have not logged in (random early drop).
     Busy,
+    /// With `proxy_protocol`: the peer is not in `proxy_trusted` (closed
+    /// before a byte was read), or it sent no usable PROXY header.
+    Proxy(crate::ProxyRefusal),
 }
 
 impl std::fmt::Display for Refusal {
@@ -106,6 +109,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Busy => {
                 f.write_str("too many connections have not logged in (dropped at random)")
             }
+            Refusal::Proxy(refusal) => refusal.fmt(f),
         }
     }
 }
@@ -124,6 +128,10 @@ pub struct GuardCounters {
     pub refused_banned: AtomicU64,
     pub refused_pending: AtomicU64,
     pub refused_busy: AtomicU64,
+    /// Peers outside `proxy_trusted` (with `proxy_protocol`).
+    pub refused_untrusted_proxy: AtomicU64,
+    /// Trusted peers without a usable PROXY header in time.
+    pub refused_proxy_header: AtomicU64,
     pub bans: AtomicU64,
     pub failures: AtomicU64,
     pub login_timeouts: AtomicU64,
@@ -462,6 +470,17 @@ impl Guard {
                 state.waiting.remove(&key);
             }
         }
+    }
+
+    /// A connection closed by the PROXY protocol rules, counted: the
+    /// refusal to report.
+    pub fn proxy_refused(&self, refusal: crate::ProxyRefusal) -> Refusal {
+        let counter = match refusal {
+            crate::ProxyRefusal::Untrusted => &self.counters.refused_untrusted_proxy,
+            crate::ProxyRefusal::Header(_) => &self.counters.refused_proxy_header,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Refusal::Proxy(refusal)
     }
 
     /// A failed login or a protocol violation from `ip`; returns the ban it
