@@ -83,6 +83,7 @@ async fn ensure_demo_user(
 async fn spawn_ftp(
     listeners: &mut tokio::task::JoinSet<()>,
     shutdown: &Shutdown,
+    admission: wharf_listen::Admission,
     gateway: &Arc<Gateway>,
     server: FtpServer,
     listen: std::net::SocketAddr,
@@ -105,7 +106,7 @@ async fn spawn_ftp(
     };
     listeners.spawn(wharf_listen::serve(
         listener,
-        admission(gateway),
+        admission,
         shutdown.clone(),
         refusals(gateway, protocol),
         move |accepted| {
@@ -117,11 +118,16 @@ async fn spawn_ftp(
 }
 
 /// How every listener admits connections: its share of the connections,
-/// and the process's guard (bans, connections not logged in).
-fn admission(gateway: &Arc<Gateway>) -> wharf_listen::Admission {
+/// the process's guard (bans, connections not logged in), and the PROXY
+/// protocol rule when it is on.
+fn admission(
+    gateway: &Arc<Gateway>,
+    proxy: &Option<Arc<wharf_listen::ProxyProtocol>>,
+) -> wharf_listen::Admission {
     wharf_listen::Admission {
         max_connections: max_connections(),
         guard: gateway.guard().clone(),
+        proxy: proxy.clone(),
     }
 }
 
@@ -189,7 +195,7 @@ pub async fn serve(config: Config) -> CommandResult {
         sftp_address = Some(address);
         listeners.spawn(wharf_listen::serve(
             listener,
-            admission(&gateway),
+            admission(&gateway, &plan.proxy),
             shutdown.clone(),
             refusals(&gateway, Protocol::Sftp),
             move |accepted| {
@@ -206,6 +212,7 @@ pub async fn serve(config: Config) -> CommandResult {
             spawn_ftp(
                 &mut listeners,
                 &shutdown,
+                admission(&gateway, &plan.proxy),
                 &gateway,
                 server,
                 ftps.listen,
@@ -224,6 +231,7 @@ pub async fn serve(config: Config) -> CommandResult {
         spawn_ftp(
             &mut listeners,
             &shutdown,
+            admission(&gateway, &plan.proxy),
             &gateway,
             server,
             ftp.listen,

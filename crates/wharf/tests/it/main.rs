@@ -15,6 +15,7 @@ mod invariants;
 mod ldap;
 mod paramiko;
 mod policy;
+mod proxy;
 mod s3;
 mod sftp;
 mod sql;
