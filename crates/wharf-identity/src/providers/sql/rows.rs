@@ -209,30 +209,14 @@ impl Conn {
                 if let Some(digest) = args.digest {
                     query = query.bind(digest);
                 }
-                let mut stream = query.fetch(&mut *conn);
-                let mut rows = Vec::new();
-                while let Some(row) = stream.try_next().await? {
-                    rows.push(pg_record(&row));
-                    if rows.len() == 2 {
-                        return Ok((rows, false));
-                    }
-                }
-                Ok((rows, true))
+                first_two(query.fetch(&mut *conn), pg_record).await
             }
             Conn::Sqlite(conn) => {
                 let mut query = sqlx::query(AssertSqlSafe(Arc::clone(sql))).bind(args.username);
                 if let Some(digest) = args.digest {
                     query = query.bind(digest);
                 }
-                let mut stream = query.fetch(&mut *conn);
-                let mut rows = Vec::new();
-                while let Some(row) = stream.try_next().await? {
-                    rows.push(sqlite_record(&row));
-                    if rows.len() == 2 {
-                        return Ok((rows, false));
-                    }
-                }
-                Ok((rows, true))
+                first_two(query.fetch(&mut *conn), sqlite_record).await
             }
         }
     }
@@ -300,4 +284,20 @@ pub(super) fn sqlite_cell(row: &SqliteRow, i: usize) -> Cell {
         _ => return Cell::Unsupported(type_name),
     };
     decoded.unwrap_or(Cell::Unsupported(type_name))
+}
+
+/// At most two rows of a result (a second one is already one too many),
+/// and whether the result was read to its end.
+async fn first_two<R>(
+    mut rows: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    record: fn(&R) -> Record,
+) -> Result<(Vec<Record>, bool), sqlx::Error> {
+    let mut records = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        records.push(record(&row));
+        if records.len() == 2 {
+            return Ok((records, false));
+        }
+    }
+    Ok((records, true))
 }
