@@ -16,9 +16,10 @@
 //! be checked); renewals that fail are logged and retried at the next tick
 //! (past the TTL, other nodes stop counting this node's sessions).
 
+use std::collections::HashSet;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -72,6 +73,10 @@ pub enum Claim {
 pub struct Leases {
     pool: PgPool,
     node_id: String,
+    /// The leases this node holds for live sessions: only these are
+    /// renewed, so a lease whose claim was abandoned half-way (the client
+    /// went away while the claim was in flight) expires with its TTL.
+    live: Arc<Mutex<HashSet<String>>>,
     timing: LeaseTiming,
     renewer: JoinHandle<()>,
 }
@@ -122,10 +127,17 @@ impl Leases {
             .execute(&pool)
             .await
             .map_err(|e| ClusterError(format!("cannot clear this node's old leases: {e}")))?;
-        let renewer = tokio::spawn(renew(pool.clone(), node_id.to_owned(), timing));
+        let live = Arc::new(Mutex::new(HashSet::new()));
+        let renewer = tokio::spawn(renew(
+            pool.clone(),
+            node_id.to_owned(),
+            live.clone(),
+            timing,
+        ));
         Ok(Arc::new(Leases {
             pool,
             node_id: node_id.to_owned(),
+            live,
             timing,
             renewer,
         }))
@@ -177,6 +189,10 @@ impl Leases {
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
+            self.live
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(session_id.to_owned());
             Ok::<_, sqlx::Error>(Claim::Granted)
         };
         match tokio::time::timeout(self.timing.claim_timeout, claim).await {
@@ -192,6 +208,10 @@ impl Leases {
     /// Ends a lease (in the background: a session's end never waits for
     /// the database; a release that fails expires with the TTL).
     pub fn release(self: &Arc<Self>, session_id: &str) {
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(session_id);
         // A session dropped outside the runtime (a process that is ending)
         // leaves its lease to expire.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -227,18 +247,30 @@ impl Drop for Leases {
     }
 }
 
-/// Every `renew_every`: this node's leases valid `ttl` ahead again.
-async fn renew(pool: PgPool, node_id: String, timing: LeaseTiming) {
+/// Every `renew_every`: this node's live leases valid `ttl` ahead again.
+async fn renew(
+    pool: PgPool,
+    node_id: String,
+    live: Arc<Mutex<HashSet<String>>>,
+    timing: LeaseTiming,
+) {
     let mut tick = tokio::time::interval(timing.renew_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let ids: Vec<String> = live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect();
         let renewed = sqlx::query(
             "UPDATE wharf_session_leases SET expires_at = now() + make_interval(secs => $2)
-             WHERE node_id = $1",
+             WHERE node_id = $1 AND session_id = ANY($3)",
         )
         .bind(&node_id)
         .bind(timing.ttl.as_secs_f64())
+        .bind(ids)
         .execute(&pool)
         .await;
         if let Err(e) = renewed {
