@@ -161,15 +161,18 @@ pub async fn serve(config: Config) -> CommandResult {
             node.as_ref().map(crate::cluster::Node::shared_sessions),
         )
         .await?;
+    let shutdown = Shutdown::new();
     {
         let (a, b) = (gateway.clone(), gateway.clone());
+        // Every connection of every listener is one task of the tracker.
+        let tasks = shutdown.tasks.clone();
         tokio::spawn(crate::memory::return_freed(
             move || a.memory_in_use(),
             move || b.memory_peak(),
+            move || tasks.len(),
         ));
     }
     let mut sftp_address = None;
-    let shutdown = Shutdown::new();
     let mut listeners = tokio::task::JoinSet::new();
 
     if let Some(sftp) = plan.sftp {
