@@ -21,9 +21,9 @@ use crate::{CommandResult, Failure, wiring};
 /// descriptor limit is low: `limits::max_connections`).
 const MAX_CONNECTIONS: usize = 10_000;
 
-/// Connections each of the (at most three) listeners may hold.
-fn max_connections() -> usize {
-    crate::limits::max_connections(3, MAX_CONNECTIONS)
+/// Connections each of the `listeners` enabled listeners may hold.
+fn max_connections(listeners: usize) -> usize {
+    crate::limits::max_connections(listeners, MAX_CONNECTIONS)
 }
 /// The longest a shutdown waits for the stores to abort unfinished uploads.
 const STORE_QUIESCE: std::time::Duration = std::time::Duration::from_secs(20);
@@ -84,6 +84,7 @@ async fn spawn_ftp(
     listeners: &mut tokio::task::JoinSet<()>,
     shutdown: &Shutdown,
     gateway: &Arc<Gateway>,
+    admission: wharf_listen::Admission,
     server: FtpServer,
     listen: std::net::SocketAddr,
     name: &str,
@@ -105,7 +106,7 @@ async fn spawn_ftp(
     };
     listeners.spawn(wharf_listen::serve(
         listener,
-        admission(gateway),
+        admission,
         shutdown.clone(),
         refusals(gateway, protocol),
         move |accepted| {
@@ -118,9 +119,9 @@ async fn spawn_ftp(
 
 /// How every listener admits connections: its share of the connections,
 /// and the process's guard (bans, connections not logged in).
-fn admission(gateway: &Arc<Gateway>) -> wharf_listen::Admission {
+fn admission(gateway: &Arc<Gateway>, listeners: usize) -> wharf_listen::Admission {
     wharf_listen::Admission {
-        max_connections: max_connections(),
+        max_connections: max_connections(listeners),
         guard: gateway.guard().clone(),
     }
 }
@@ -173,6 +174,11 @@ pub async fn serve(config: Config) -> CommandResult {
         ));
     }
     let mut sftp_address = None;
+    // The listeners share the connections' part of the descriptors.
+    let listening = [plan.sftp.is_some(), plan.ftps.is_some(), plan.ftp.is_some()]
+        .into_iter()
+        .filter(|&on| on)
+        .count();
     let mut listeners = tokio::task::JoinSet::new();
 
     if let Some(sftp) = plan.sftp {
@@ -192,7 +198,7 @@ pub async fn serve(config: Config) -> CommandResult {
         sftp_address = Some(address);
         listeners.spawn(wharf_listen::serve(
             listener,
-            admission(&gateway),
+            admission(&gateway, listening),
             shutdown.clone(),
             refusals(&gateway, Protocol::Sftp),
             move |accepted| {
@@ -210,6 +216,7 @@ pub async fn serve(config: Config) -> CommandResult {
                 &mut listeners,
                 &shutdown,
                 &gateway,
+                admission(&gateway, listening),
                 server,
                 ftps.listen,
                 "FTPS",
@@ -228,6 +235,7 @@ pub async fn serve(config: Config) -> CommandResult {
             &mut listeners,
             &shutdown,
             &gateway,
+            admission(&gateway, listening),
             server,
             ftp.listen,
             "FTP",
