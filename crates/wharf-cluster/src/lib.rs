@@ -192,9 +192,14 @@ impl Leases {
     /// Ends a lease (in the background: a session's end never waits for
     /// the database; a release that fails expires with the TTL).
     pub fn release(self: &Arc<Self>, session_id: &str) {
+        // A session dropped outside the runtime (a process that is ending)
+        // leaves its lease to expire.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let leases = self.clone();
         let session_id = session_id.to_owned();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let released = sqlx::query("DELETE FROM wharf_session_leases WHERE session_id = $1")
                 .bind(&session_id)
                 .execute(&leases.pool)

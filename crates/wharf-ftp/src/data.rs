@@ -3,7 +3,8 @@
 //!
 //! Passive only (PASV, EPSV), like AWS Transfer Family. A passive port
 //! accepts one connection, from the control connection's address only (so
-//! nobody else can steal the transfer). With FTPS the connection must then
+//! nobody else can steal the transfer); behind a load balancer with the
+//! PROXY protocol, the address each connection's own header carries. With FTPS the connection must then
 //! complete a TLS handshake (PROT P) and, with
 //! `tls_session_resumption = "enforced"`, resume a session issued to a
 //! control connection of the same user from the same address (see
@@ -20,6 +21,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::server::TlsStream;
+use wharf_listen::ProxyProtocol;
 use wharf_vfs::{FileReader, FileWriter};
 
 use crate::listing::{ListFormat, ListSource, Pages};
@@ -74,15 +76,32 @@ impl PassivePort {
     }
 
     /// The data connection, from `client` only: a connection from any other
-    /// address is closed and the wait goes on.
-    pub(crate) async fn accept(self, client: IpAddr) -> Result<TcpStream, DataError> {
+    /// address is closed and the wait goes on. With the PROXY protocol
+    /// (`proxy`), the address is the one its own header carries (the peer
+    /// must be trusted and send it in time, as on the control connection):
+    /// one check, whichever the address came from.
+    pub(crate) async fn accept(
+        self,
+        client: IpAddr,
+        proxy: Option<&ProxyProtocol>,
+    ) -> Result<TcpStream, DataError> {
         let accept = async {
             loop {
-                let (stream, peer) = self.listener.accept().await?;
-                if peer.ip() == client {
+                let (mut stream, peer) = self.listener.accept().await?;
+                let source = match proxy {
+                    None => peer,
+                    Some(proxy) => match proxy.client(&mut stream, peer).await {
+                        Ok(source) => source,
+                        Err(refusal) => {
+                            tracing::warn!(%peer, %client, "data connection refused: {refusal}");
+                            continue;
+                        }
+                    },
+                };
+                if source.ip().to_canonical() == client.to_canonical() {
                     return Ok::<TcpStream, io::Error>(stream);
                 }
-                tracing::warn!(%peer, %client, "data connection from another address refused");
+                tracing::warn!(%peer, %source, %client, "data connection from another address refused");
             }
         };
         match tokio::time::timeout(DATA_TIMEOUT, accept).await {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 use wharf_identity::Protocol;
-use wharf_listen::Admitted;
+use wharf_listen::{Admitted, ProxyProtocol};
 use wharf_session::{ConnInfo, Gateway};
 
 use crate::control::Control;
@@ -162,16 +162,21 @@ impl FtpServer {
             peer,
             admitted,
             drain,
+            proxy,
         } = accepted;
-        self.run(stream, peer, drain, admitted).await;
+        self.run(stream, peer, drain, admitted, proxy).await;
     }
 
+    /// `peer` is the client's address (with the PROXY protocol, the one
+    /// its header carried); `proxy`: the listener's PROXY protocol rule,
+    /// which the data connections follow too.
     async fn run(
         &self,
         stream: TcpStream,
         peer: SocketAddr,
         drain: CancellationToken,
         admitted: Admitted,
+        proxy: Option<Arc<ProxyProtocol>>,
     ) {
         let _ = stream.set_nodelay(true);
         // ABOR may come as urgent data (ftplib sends it with MSG_OOB): keep
@@ -213,6 +218,7 @@ impl FtpServer {
             local,
             tls,
             admitted,
+            proxy,
         );
         session.run(drain).await;
     }

@@ -38,7 +38,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wharf_listen::{Admitted, LoginExpired};
+use wharf_listen::{Admitted, LoginExpired, ProxyProtocol};
 use wharf_session::{ConnInfo, Session};
 use wharf_vfs::{Error, Metadata, UserFs, VirtualPath};
 
@@ -97,6 +97,9 @@ pub(crate) struct FtpSession {
     restart: u64,
     rename_from: Option<VirtualPath>,
     passive: Option<PassivePort>,
+    /// The listener's PROXY protocol rule: data connections carry their own
+    /// header, whose source must be the control connection's.
+    proxy: Option<Arc<ProxyProtocol>>,
 }
 
 impl FtpSession {
@@ -107,6 +110,7 @@ impl FtpSession {
         local: SocketAddr,
         tls: Option<ConnectionTls>,
         admitted: Admitted,
+        proxy: Option<Arc<ProxyProtocol>>,
     ) -> FtpSession {
         FtpSession {
             admitted,
@@ -123,6 +127,7 @@ impl FtpSession {
             restart: 0,
             rename_from: None,
             passive: None,
+            proxy,
         }
     }
 

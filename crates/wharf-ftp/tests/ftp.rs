@@ -140,7 +140,7 @@ fn user(name: &str, policy: Option<Value>) -> NewUser {
 /// policy denies deletes) and `dave` (PATH home /default/dave), and an
 /// FTP(S) server on 127.0.0.1:0.
 async fn start(mode: Mode) -> Fixture {
-    start_with_ports(mode, PASSIVE_PORTS).await
+    start_with(mode, PASSIVE_PORTS, None).await
 }
 
 /// The passive ports of [`start`]'s servers.
@@ -148,6 +148,16 @@ const PASSIVE_PORTS: RangeInclusive<u16> = 40000..=60000;
 
 /// [`start`] with passive ports of its own.
 async fn start_with_ports(mode: Mode, passive_ports: RangeInclusive<u16>) -> Fixture {
+    start_with(mode, passive_ports, None).await
+}
+
+/// [`start`] with passive ports of its own, and the PROXY protocol on when
+/// `proxy` is given.
+async fn start_with(
+    mode: Mode,
+    passive_ports: RangeInclusive<u16>,
+    proxy: Option<wharf_listen::ProxyProtocol>,
+) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let store_root = dir.path().join("default");
     std::fs::create_dir_all(&store_root).unwrap();
@@ -208,7 +218,7 @@ async fn start_with_ports(mode: Mode, passive_ports: RangeInclusive<u16>) -> Fix
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();
-    let task = serve(server, listener, shutdown.clone());
+    let task = serve(server, listener, shutdown.clone(), proxy.map(Arc::new));
     Fixture {
         dir,
         gateway,
@@ -226,6 +236,7 @@ fn serve(
     server: FtpServer,
     listener: TcpListener,
     drain: CancellationToken,
+    proxy: Option<Arc<wharf_listen::ProxyProtocol>>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let shutdown = wharf_listen::Shutdown::new();
@@ -235,6 +246,7 @@ fn serve(
             guard: Arc::new(wharf_listen::Guard::new(
                 wharf_listen::GuardConfig::default(),
             )),
+            proxy,
         };
         let accept = wharf_listen::serve(
             listener,
@@ -1544,6 +1556,7 @@ async fn dropping_serve_connection_ends_the_session() {
                 peer,
                 admitted: guard.admit(peer.ip()).unwrap(),
                 drain: CancellationToken::new(),
+                proxy: None,
             })
             .await;
     });
@@ -1685,7 +1698,7 @@ async fn configuration_is_checked_and_pasv_announces_the_passive_address() {
     let server = FtpServer::new(config(passive..=passive, Some("192.0.2.7")), gateway()).unwrap();
     assert!(!server.is_ftps());
     let shutdown = CancellationToken::new();
-    let task = serve(server, listener, shutdown.clone());
+    let task = serve(server, listener, shutdown.clone(), None);
     let out = run(
         "python3",
         &[
@@ -1783,5 +1796,120 @@ done(names=len(names), distinct=len(set(names)), lines=len(lines), facts=len(fac
         "{:?}",
         fx.lines.of("ERROR")
     );
+    fx.stop().await;
+}
+
+/// One reply of a control connection (the last line of a multi-line one).
+async fn reply(control: &mut tokio::io::BufReader<tokio::net::TcpStream>) -> String {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        let mut line = String::new();
+        let n = tokio::time::timeout(DEADLINE, control.read_line(&mut line))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "the control connection closed");
+        if line.len() >= 4 && line.as_bytes()[3] == b' ' {
+            return line.trim_end().to_owned();
+        }
+    }
+}
+
+async fn command(control: &mut tokio::io::BufReader<tokio::net::TcpStream>, line: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    control
+        .get_mut()
+        .write_all(format!("{line}\r\n").as_bytes())
+        .await
+        .unwrap();
+    reply(control).await
+}
+
+/// Whether the server closed `stream` without sending anything (EOF, or a
+/// reset when it closed with bytes unread).
+async fn closed_without_a_word(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(DEADLINE, stream.read(&mut buf)).await {
+        Ok(Ok(0) | Err(_)) => true,
+        Ok(Ok(_)) => false,
+        Err(_) => panic!("the connection stayed open"),
+    }
+}
+
+/// Behind a load balancer with the PROXY protocol (raw sockets standing in
+/// for it): the control connection's carried source is the client's
+/// address, and each data connection carries its own header, whose source
+/// must be that one: anything else is closed and the wait goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_proxy_data_connections_must_carry_the_control_connection_s_source() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let proxy = wharf_listen::ProxyProtocol::new(vec!["127.0.0.1/32".parse().unwrap()]).unwrap();
+    let fx = start_with(Mode::Ftp, PASSIVE_PORTS, Some(proxy)).await;
+    std::fs::create_dir_all(fx.home("alice")).unwrap();
+    write_file(&fx.home("alice").join("hello.txt"), b"hello\n");
+
+    let mut control = tokio::net::TcpStream::connect(fx.addr).await.unwrap();
+    let header = |source: &str| format!("PROXY TCP4 {source} 127.0.0.1 40000 21\r\n");
+    control
+        .write_all(header("192.0.2.5").as_bytes())
+        .await
+        .unwrap();
+    let mut control = tokio::io::BufReader::new(control);
+    assert!(reply(&mut control).await.starts_with("220"));
+    assert!(command(&mut control, "USER alice").await.starts_with("331"));
+    let logged_in = command(&mut control, &format!("PASS {PASSWORD}")).await;
+    assert!(logged_in.starts_with("230"), "{logged_in}");
+    let connected = fx
+        .lines
+        .wait_for("CONNECTED", |l| l["activity-type"] == "CONNECTED")
+        .await;
+    assert_eq!(connected["source-ip"], "192.0.2.5");
+    assert!(command(&mut control, "TYPE I").await.starts_with("200"));
+    let epsv = command(&mut control, "EPSV").await;
+    let port: u16 = epsv
+        .split('|')
+        .nth(3)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("{epsv}"));
+    let data_addr = SocketAddr::from(([127, 0, 0, 1], port));
+    control
+        .get_mut()
+        .write_all(b"RETR hello.txt\r\n")
+        .await
+        .unwrap();
+
+    // From an untrusted peer (127.0.0.2), even with the right header.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut untrusted = socket.connect(data_addr).await.unwrap();
+    let _ = untrusted.write_all(header("192.0.2.5").as_bytes()).await;
+    assert!(closed_without_a_word(&mut untrusted).await);
+    // A header carrying another client, a LOCAL health check (the
+    // balancer's own address is not the client's), and no header at all.
+    let local = b"\r\n\r\n\0\r\nQUIT\n\x20\x00\x00\x00".to_vec();
+    for first in [
+        header("192.0.2.6").into_bytes(),
+        local,
+        b"hello\r\n".to_vec(),
+    ] {
+        let mut other = tokio::net::TcpStream::connect(data_addr).await.unwrap();
+        other.write_all(&first).await.unwrap();
+        assert!(closed_without_a_word(&mut other).await);
+    }
+    // The client's own data connection, through the balancer.
+    let mut data = tokio::net::TcpStream::connect(data_addr).await.unwrap();
+    data.write_all(header("192.0.2.5").as_bytes())
+        .await
+        .unwrap();
+    assert!(reply(&mut control).await.starts_with("150"));
+    let mut body = Vec::new();
+    tokio::time::timeout(DEADLINE, data.read_to_end(&mut body))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(body, b"hello\n");
+    assert!(reply(&mut control).await.starts_with("226"));
+    assert!(command(&mut control, "QUIT").await.starts_with("221"));
     fx.stop().await;
 }

@@ -4,6 +4,11 @@
 //! handler in its own task. On shutdown the loop stops accepting at once;
 //! running connections get a grace period, then are dropped (which aborts
 //! their unfinished uploads: nothing partial is left behind).
+//!
+//! With the PROXY protocol (`proxy.rs`) the client's address is the one
+//! its header carries: the loop reads the header, and from then on that
+//! address is the connection's [`Accepted::peer`], for the guard and for
+//! everything the handler does.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,11 +22,13 @@ use tokio_util::task::TaskTracker;
 
 mod guard;
 mod prompt_acks;
+mod proxy;
 pub use guard::{
     Admitted, Ban, Guard, GuardConfig, GuardCounters, LoginExpired, MAX_PENDING_PER_ADDRESS,
     PENDING_FULL, PENDING_START, Refusal,
 };
 pub use prompt_acks::PromptAcks;
+pub use proxy::{HEADER_TIMEOUT, HeaderError, MAX_HEADER_LEN, ProxyProtocol, ProxyRefusal};
 
 /// Stops every listener of a process in two steps.
 #[derive(Debug, Clone, Default)]
@@ -60,7 +67,12 @@ impl Shutdown {
 
 /// What the accept loop hands each connection's handler.
 pub struct Accepted {
+    /// Positioned at the protocol's first byte (after a PROXY header).
     pub stream: TcpStream,
+    /// The client's address: the TCP peer's, or with the PROXY protocol the
+    /// source its header carried (the peer's own for a health check). The
+    /// only client address a handler gets: logs, identity providers,
+    /// policies and the guard all see this one.
     pub peer: SocketAddr,
     /// The connection counts as not logged in (against the guard's pending
     /// limits) until the handler says it did; it carries the login deadline.
@@ -68,6 +80,9 @@ pub struct Accepted {
     /// Cancelled when the server starts draining (SIGTERM): a handler lets
     /// what is running finish and takes nothing new.
     pub drain: CancellationToken,
+    /// The listener's PROXY protocol rule, when on: a protocol's other
+    /// connections (FTP data connections) follow it too.
+    pub proxy: Option<Arc<ProxyProtocol>>,
 }
 
 /// How one listener admits connections.
@@ -78,6 +93,9 @@ pub struct Admission {
     /// Bans and the limits on connections that have not logged in, shared
     /// by every listener of the process.
     pub guard: Arc<Guard>,
+    /// `Some`: every connection must start with a PROXY header from a
+    /// trusted peer (`[server] proxy_protocol`).
+    pub proxy: Option<Arc<ProxyProtocol>>,
 }
 
 /// Serves `listener` until shutdown. Each accepted connection is first put
@@ -85,6 +103,14 @@ pub struct Admission {
 /// or has too many connections that have not logged in; `on_refused` is
 /// told), then to the connection limit, then handed to `handler` in a task
 /// of its own.
+///
+/// With the PROXY protocol, a peer outside `proxy_trusted` is refused
+/// before a byte is read; a trusted one takes a connection slot, and its
+/// task reads the header (at most [`HEADER_TIMEOUT`]) and only then puts
+/// the carried address to the guard. Connections still sending their
+/// header are bounded by the connection limit and the deadline, and never
+/// count against the guard's per-address tables (whose address they do not
+/// have yet).
 pub async fn serve<H, F, R>(
     listener: TcpListener,
     admission: Admission,
@@ -98,6 +124,7 @@ pub async fn serve<H, F, R>(
 {
     let limit = Arc::new(Semaphore::new(admission.max_connections));
     let handler = Arc::new(handler);
+    let on_refused = Arc::new(on_refused);
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -118,13 +145,24 @@ pub async fn serve<H, F, R>(
                 continue;
             }
         };
-        let admitted = match admission.guard.admit(peer.ip()) {
-            Ok(admitted) => admitted,
-            Err(refusal) => {
+        // Without the PROXY protocol the peer is the client, put to the
+        // guard at once; with it, only whether the peer may speak for one.
+        let admit = match &admission.proxy {
+            None => match admission.guard.admit(peer.ip()) {
+                Ok(admitted) => Admit::Now(admitted),
+                Err(refusal) => {
+                    on_refused(peer, &refusal);
+                    drop(stream);
+                    continue;
+                }
+            },
+            Some(proxy) if !proxy.trusts(peer.ip()) => {
+                let refusal = admission.guard.proxy_refused(ProxyRefusal::Untrusted);
                 on_refused(peer, &refusal);
                 drop(stream);
                 continue;
             }
+            Some(proxy) => Admit::AfterHeader(proxy.clone()),
         };
         let Ok(permit) = limit.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "connection limit reached; closing");
@@ -133,21 +171,73 @@ pub async fn serve<H, F, R>(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let on_refused = on_refused.clone();
+        let guard = admission.guard.clone();
+        let proxy = admission.proxy.clone();
         let abort = shutdown.abort.clone();
-        let accepted = Accepted {
-            stream,
-            peer,
-            admitted,
-            drain: shutdown.stop_accepting.clone(),
-        };
+        let drain = shutdown.stop_accepting.clone();
         shutdown.tasks.spawn(async move {
+            let connection = async move {
+                let (stream, peer, admitted) = match admit {
+                    Admit::Now(admitted) => (stream, peer, admitted),
+                    Admit::AfterHeader(proxy) => {
+                        match proxied(stream, peer, &proxy, &guard).await {
+                            Ok(admitted) => admitted,
+                            // Connected and left: nothing refused (as
+                            // without the PROXY protocol).
+                            Err((_, None)) => return,
+                            Err((address, Some(refusal))) => {
+                                on_refused(address, &refusal);
+                                return;
+                            }
+                        }
+                    }
+                };
+                let accepted = Accepted {
+                    stream,
+                    peer,
+                    admitted,
+                    drain,
+                    proxy,
+                };
+                handler(accepted).await;
+            };
             tokio::select! {
-                () = handler(accepted) => {}
+                () = connection => {}
                 () = abort.cancelled() => {}
             }
             drop(permit);
         });
     }
+}
+
+/// When a connection's client address is put to the guard.
+enum Admit {
+    /// Done at accept: the peer is the client.
+    Now(Admitted),
+    /// A trusted balancer's connection: once its header says who the client
+    /// is.
+    AfterHeader(Arc<ProxyProtocol>),
+}
+
+/// A trusted peer's connection: its header read, then its client address
+/// put to the guard. On refusal, the address to report it with (and no
+/// refusal for a peer that left without sending anything).
+async fn proxied(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    proxy: &ProxyProtocol,
+    guard: &Arc<Guard>,
+) -> Result<(TcpStream, SocketAddr, Admitted), (SocketAddr, Option<Refusal>)> {
+    let client = match proxy.header_source(&mut stream, peer).await {
+        Ok(client) => client,
+        Err(ProxyRefusal::Header(HeaderError::Silent)) => return Err((peer, None)),
+        Err(refusal) => return Err((peer, Some(guard.proxy_refused(refusal)))),
+    };
+    let admitted = guard
+        .admit(client.ip())
+        .map_err(|refusal| (client, Some(refusal)))?;
+    Ok((stream, client, admitted))
 }
 
 #[cfg(test)]
@@ -164,6 +254,7 @@ mod tests {
         let admission = Admission {
             max_connections: 10,
             guard: Arc::new(Guard::new(GuardConfig::default())),
+            proxy: None,
         };
         let server = tokio::spawn(serve(
             listener,

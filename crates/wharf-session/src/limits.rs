@@ -127,11 +127,11 @@ impl Gateway {
         if let Some(shared) = self.shared_sessions.as_ref()
             && self.max_sessions_per_user > 0
         {
-            match shared
-                .claim(user, session_id, self.max_sessions_per_user)
-                .await
-            {
-                Ok(None) => slot.lease = Some((shared.clone(), session_id.to_owned())),
+            // One lease per login: a connection that logs in again (FTP)
+            // gets a new one, which the old one's release cannot remove.
+            let lease = format!("{session_id}.{:016x}", rand::random::<u64>());
+            match shared.claim(user, &lease, self.max_sessions_per_user).await {
+                Ok(None) => slot.lease = Some((shared.clone(), lease)),
                 Ok(Some(open)) => {
                     return Err(Denial::new(format!(
                         "user {user:?} already has {open} sessions on the cluster (max_sessions_per_user)"

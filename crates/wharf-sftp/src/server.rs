@@ -104,6 +104,7 @@ impl SftpServer {
             peer,
             admitted,
             drain: _,
+            proxy: _,
         } = accepted;
         let admitted = Arc::new(admitted);
         self.serve_stream(wharf_listen::PromptAcks::new(stream), peer, admitted)

@@ -1,8 +1,10 @@
 //! Development-only helpers shared by the test suites: launchers for real
 //! peer programs (an S3 API server, an OpenLDAP server, a PostgreSQL server,
-//! the wharf binary, the OpenSSH and paramiko clients) and fixtures.
+//! HAProxy, the wharf binary, the OpenSSH and paramiko clients) and
+//! fixtures.
 
 pub mod fuzz;
+pub mod haproxy;
 pub mod ldap;
 pub mod postgres;
 pub mod s3;

@@ -116,6 +116,8 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
         ("banned", &counters.refused_banned),
         ("too_many_not_logged_in", &counters.refused_pending),
         ("busy", &counters.refused_busy),
+        ("untrusted_proxy", &counters.refused_untrusted_proxy),
+        ("proxy_header", &counters.refused_proxy_header),
         ("login_timeout", &counters.login_timeouts),
         ("evicted", &counters.evicted),
     ] {

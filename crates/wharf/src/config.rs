@@ -233,13 +233,21 @@ impl ServerConfig {
             "must be more than 0s",
         );
         check(!self.ban_time.is_zero(), "ban_time", "must be more than 0s");
-        // Fail closed on what is specified but not built yet: a PROXY header
-        // ignored would make every client look like the load balancer.
+        // With the PROXY protocol, a header is believed only from these
+        // peers: none would refuse every connection.
         check(
-            !self.proxy_protocol,
-            "proxy_protocol",
-            "PROXY protocol support is not available in this build yet",
+            !self.proxy_protocol || !self.proxy_trusted.is_empty(),
+            "proxy_trusted",
+            "required with proxy_protocol = true: the CIDRs of the load balancers allowed to send PROXY headers",
         );
+    }
+
+    /// The PROXY protocol rule of every listener, when it is on.
+    pub fn proxy(&self) -> Option<wharf_listen::ProxyProtocol> {
+        if !self.proxy_protocol {
+            return None;
+        }
+        wharf_listen::ProxyProtocol::new(self.proxy_trusted.clone())
     }
 }
 
@@ -512,13 +520,57 @@ mod tests {
     }
 
     #[test]
+    fn proxy_protocol_needs_its_trusted_peers() {
+        let base = "[storage.a]\nkind = \"filesystem\"\nroot = \"a\"\n";
+        let errors =
+            load_text(&format!("{base}[server]\nproxy_protocol = true\n"), &[]).unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("server.proxy_trusted: required")),
+            "{errors:?}"
+        );
+        let errors = load_text(
+            &format!("{base}[server]\nproxy_protocol = true\nproxy_trusted = [\"10.0.0.0/40\"]\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("server.proxy_trusted[0]:")),
+            "{errors:?}"
+        );
+        let config = load_text(
+            &format!("{base}[server]\nproxy_protocol = true\nproxy_trusted = [\"10.0.0.0/8\", \"2001:db8::1\"]\n"),
+            &[],
+        )
+        .unwrap();
+        let proxy = config.server.proxy().unwrap();
+        assert!(proxy.trusts("10.1.2.3".parse().unwrap()));
+        assert!(proxy.trusts("2001:db8::1".parse().unwrap()));
+        assert!(!proxy.trusts("192.0.2.1".parse().unwrap()));
+        // Trusted peers alone turn nothing on.
+        let config = load_text(
+            &format!("{base}[server]\nproxy_trusted = [\"10.0.0.0/8\"]\n"),
+            &[],
+        )
+        .unwrap();
+        assert!(config.server.proxy().is_none());
+        let config = load_text(
+            base,
+            &[
+                ("WHARF__SERVER__PROXY_PROTOCOL", "true"),
+                ("WHARF__SERVER__PROXY_TRUSTED", "[\"127.0.0.1/32\"]"),
+            ],
+        );
+        assert!(config.is_ok_and(|c| c.server.proxy().is_some()));
+    }
+
+    #[test]
     fn what_is_not_built_yet_is_refused_not_ignored() {
         let base = "[storage.a]\nkind = \"filesystem\"\nroot = \"a\"\n";
         for (extra, expected) in [
-            (
-                "[server]\nproxy_protocol = true\n",
-                "server.proxy_protocol: PROXY protocol support is not available",
-            ),
             (
                 "[server]\nban_after_failures = 5\n",
                 "server.ban_after_failures:",

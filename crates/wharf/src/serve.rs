@@ -83,8 +83,8 @@ async fn ensure_demo_user(
 async fn spawn_ftp(
     listeners: &mut tokio::task::JoinSet<()>,
     shutdown: &Shutdown,
-    gateway: &Arc<Gateway>,
     admission: wharf_listen::Admission,
+    gateway: &Arc<Gateway>,
     server: FtpServer,
     listen: std::net::SocketAddr,
     name: &str,
@@ -118,11 +118,17 @@ async fn spawn_ftp(
 }
 
 /// How every listener admits connections: its share of the connections,
-/// and the process's guard (bans, connections not logged in).
-fn admission(gateway: &Arc<Gateway>, listeners: usize) -> wharf_listen::Admission {
+/// the process's guard (bans, connections not logged in), and the PROXY
+/// protocol rule when it is on.
+fn admission(
+    gateway: &Arc<Gateway>,
+    listeners: usize,
+    proxy: &Option<Arc<wharf_listen::ProxyProtocol>>,
+) -> wharf_listen::Admission {
     wharf_listen::Admission {
         max_connections: max_connections(listeners),
         guard: gateway.guard().clone(),
+        proxy: proxy.clone(),
     }
 }
 
@@ -198,7 +204,7 @@ pub async fn serve(config: Config) -> CommandResult {
         sftp_address = Some(address);
         listeners.spawn(wharf_listen::serve(
             listener,
-            admission(&gateway, listening),
+            admission(&gateway, listening, &plan.proxy),
             shutdown.clone(),
             refusals(&gateway, Protocol::Sftp),
             move |accepted| {
@@ -215,8 +221,8 @@ pub async fn serve(config: Config) -> CommandResult {
             spawn_ftp(
                 &mut listeners,
                 &shutdown,
+                admission(&gateway, listening, &plan.proxy),
                 &gateway,
-                admission(&gateway, listening),
                 server,
                 ftps.listen,
                 "FTPS",
@@ -234,8 +240,8 @@ pub async fn serve(config: Config) -> CommandResult {
         spawn_ftp(
             &mut listeners,
             &shutdown,
+            admission(&gateway, listening, &plan.proxy),
             &gateway,
-            admission(&gateway, listening),
             server,
             ftp.listen,
             "FTP",

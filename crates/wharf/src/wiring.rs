@@ -108,6 +108,9 @@ pub struct ServePlan {
     pub sftp: Option<SftpPlan>,
     pub ftps: Option<FtpPlan>,
     pub ftp: Option<FtpPlan>,
+    /// `[server] proxy_protocol`: every listener's (and FTP data
+    /// connection's) PROXY header rule.
+    pub proxy: Option<Arc<wharf_listen::ProxyProtocol>>,
 }
 
 /// A directory that exists, or that can be created.
@@ -496,6 +499,7 @@ impl ServePlan {
                 sftp,
                 ftps,
                 ftp,
+                proxy: config.server.proxy().map(Arc::new),
             }),
             _ => Err(problems),
         }

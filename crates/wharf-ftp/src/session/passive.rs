@@ -146,7 +146,10 @@ impl FtpSession {
                 .await?;
             return Ok(None);
         };
-        let stream = match port.accept(self.info.source_ip).await {
+        let stream = match port
+            .accept(self.info.source_ip, self.proxy.as_deref())
+            .await
+        {
             Ok(stream) => stream,
             Err(error) => {
                 tracing::info!(target: LOG_TARGET, session = %self.info.session_id, "{operation}: {error:?}");

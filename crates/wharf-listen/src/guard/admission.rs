@@ -26,6 +26,9 @@ pub enum Refusal {
     TooManyPending,
     /// Too many connections have not logged in (random early drop).
     Busy,
+    /// With `proxy_protocol`: the peer is not in `proxy_trusted` (closed
+    /// before a byte was read), or it sent no usable PROXY header.
+    Proxy(crate::ProxyRefusal),
 }
 
 impl std::fmt::Display for Refusal {
@@ -43,6 +46,7 @@ impl std::fmt::Display for Refusal {
             Refusal::Busy => {
                 f.write_str("too many connections have not logged in (dropped at random)")
             }
+            Refusal::Proxy(refusal) => refusal.fmt(f),
         }
     }
 }
@@ -278,5 +282,18 @@ impl Admitted {
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.logged_in();
+    }
+}
+
+impl Guard {
+    /// A connection closed by the PROXY protocol rules, counted: the
+    /// refusal to report.
+    pub fn proxy_refused(&self, refusal: crate::ProxyRefusal) -> Refusal {
+        let counter = match refusal {
+            crate::ProxyRefusal::Untrusted => &self.counters.refused_untrusted_proxy,
+            crate::ProxyRefusal::Header(_) => &self.counters.refused_proxy_header,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Refusal::Proxy(refusal)
     }
 }

@@ -12,6 +12,10 @@ pub struct GuardCounters {
     pub refused_banned: AtomicU64,
     pub refused_pending: AtomicU64,
     pub refused_busy: AtomicU64,
+    /// Peers outside `proxy_trusted` (with `proxy_protocol`).
+    pub refused_untrusted_proxy: AtomicU64,
+    /// Trusted peers without a usable PROXY header in time.
+    pub refused_proxy_header: AtomicU64,
     pub bans: AtomicU64,
     pub failures: AtomicU64,
     pub login_timeouts: AtomicU64,

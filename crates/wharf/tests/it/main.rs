@@ -16,6 +16,7 @@ mod ldap;
 mod many_sessions;
 mod paramiko;
 mod policy;
+mod proxy;
 mod s3;
 mod sftp;
 mod sql;
