@@ -48,21 +48,149 @@ fn trim() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn trim() {}
 
-/// Watches the sessions' buffer memory and trims the heap once a burst is
-/// over: when what is in use (`in_use`, bytes) has fallen below a quarter
-/// of the peak since the last look (`peak`, bytes), and that peak was worth
-/// it (16 MiB).
-pub async fn return_freed(in_use: impl Fn() -> u64, peak: impl Fn() -> u64) {
-    const WORTH_IT: u64 = 16 << 20;
-    let mut since_trim = 0u64;
+/// Buffer bursts worth a trim: a peak of at least this many bytes.
+const BUFFERS_WORTH_IT: u64 = 16 << 20;
+/// Connection bursts worth a trim: at least this many fewer connections
+/// than the most seen since the last trim. An idle SFTP session costs tens
+/// of KiB of small allocations (its SSH session, channel, dispatcher tasks
+/// and their queues), so 256 of them are several MiB.
+const CONNECTIONS_WORTH_IT: usize = 256;
+/// Looks in a row with fewer connections each time after which the heap is
+/// trimmed even though connections are still ending.
+const FALLING_AT_MOST: u32 = 10;
+
+/// When to trim, from what is seen at each look.
+///
+/// Two kinds of burst leave freed memory in glibc's arenas: buffer memory
+/// (stuck downloads, uploads: large blocks charged to the quotas) and
+/// connections themselves. Idle sessions hold no buffer memory at all, so
+/// watching buffers alone never trimmed after a burst of logins: 1,500
+/// idle SFTP sessions left RSS at 140 MiB once they had all closed (from
+/// 41 MiB before them), where one `malloc_trim(0)` brought it to 29 MiB.
+#[derive(Debug, Default)]
+struct Watch {
+    /// The most buffer memory in use since the last trim, bytes.
+    buffers_peak: u64,
+    /// The most connections open at a look since the last trim.
+    connections_peak: usize,
+    /// Connections open at the last look.
+    connections_last: usize,
+    /// Looks in a row at which connections had ended since the one before.
+    falling: u32,
+}
+
+impl Watch {
+    /// One look: `buffers_peak` is the peak since the previous look,
+    /// `buffers` and `connections` what is in use now. True when a burst is
+    /// over: buffer memory fell below a quarter of a peak worth it, or
+    /// [`CONNECTIONS_WORTH_IT`] connections or more have ended. What is in
+    /// use now becomes the new reference.
+    fn look(&mut self, buffers_peak: u64, buffers: u64, connections: usize) -> bool {
+        self.buffers_peak = self.buffers_peak.max(buffers_peak).max(buffers);
+        self.connections_peak = self.connections_peak.max(connections);
+        self.falling = if connections < self.connections_last {
+            self.falling + 1
+        } else {
+            0
+        };
+        self.connections_last = connections;
+        let buffers_over = self.buffers_peak >= BUFFERS_WORTH_IT && buffers < self.buffers_peak / 4;
+        // Over once connections stop ending (what a session frees as it
+        // ends, it frees in several tasks, some after the connection's),
+        // or after a long decline.
+        let connections_over = self.connections_peak - connections >= CONNECTIONS_WORTH_IT
+            && (self.falling == 0 || self.falling >= FALLING_AT_MOST);
+        if buffers_over || connections_over {
+            self.buffers_peak = buffers;
+            self.connections_peak = connections;
+            self.falling = 0;
+        }
+        buffers_over || connections_over
+    }
+}
+
+/// Watches the sessions' buffer memory (`in_use` and `peak`, bytes; `peak`
+/// is the most in use since it was last called) and the connections open
+/// (`connections`), once a second, and trims the heap once a burst of
+/// either is over ([`Watch::look`]).
+pub async fn return_freed(
+    in_use: impl Fn() -> u64,
+    peak: impl Fn() -> u64,
+    connections: impl Fn() -> usize,
+) {
+    let mut watch = Watch::default();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         tick.tick().await;
-        since_trim = since_trim.max(peak());
-        let now = in_use();
-        if since_trim >= WORTH_IT && now < since_trim / 4 {
+        if watch.look(peak(), in_use(), connections()) {
             tokio::task::spawn_blocking(trim).await.ok();
-            since_trim = now;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Each case: looks of (buffers peak, buffers now, connections now),
+    /// and whether each one trims.
+    fn check(looks: &[(u64, u64, usize, bool)]) {
+        let mut watch = Watch::default();
+        for (i, &(peak, now, connections, trims)) in looks.iter().enumerate() {
+            assert_eq!(
+                watch.look(peak, now, connections),
+                trims,
+                "look {i} of {looks:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_trim_follows_the_end_of_a_burst_only() {
+        // Buffers: a 64 MiB burst, over once below a quarter of it.
+        check(&[
+            (64 * MIB, 60 * MIB, 0, false),
+            (0, 20 * MIB, 0, false),
+            (0, 10 * MIB, 0, true),
+        ]);
+        // Too small to be worth it.
+        check(&[(8 * MIB, 8 * MIB, 0, false), (0, 0, 0, false)]);
+        // Connections: 10,000 logins, then they leave; over once they
+        // stop leaving.
+        check(&[
+            (0, 0, 5_000, false),
+            (0, 0, 10_000, false),
+            (0, 0, 9_800, false),
+            (0, 0, 6_000, false),
+            (0, 0, 0, false),
+            (0, 0, 0, true),
+            (0, 0, 0, false),
+        ]);
+        // Leaving slowly: trimmed every FALLING_AT_MOST looks at most.
+        let mut looks = vec![(0, 0, 10_000, false)];
+        looks.extend((1..=10).map(|i| (0, 0, 10_000 - 100 * i, i == 10)));
+        looks.extend((1..=3).map(|i| (0, 0, 9_000 - 100 * i, false)));
+        check(&looks);
+        // Steady churn at a constant level never trims.
+        check(&[
+            (0, 0, 3_000, false),
+            (0, 0, 3_100, false),
+            (0, 0, 2_950, false),
+            (0, 0, 3_000, false),
+        ]);
+        // A new burst after a trim is measured from the level after it.
+        check(&[
+            (0, 0, 1_000, false),
+            (0, 0, 0, false),
+            (0, 0, 0, true),
+            (0, 0, 200, false),
+            (0, 0, 0, false),
+            (0, 0, 0, false),
+            (0, 0, 300, false),
+            (0, 0, 40, false),
+            (0, 0, 40, true),
+        ]);
     }
 }

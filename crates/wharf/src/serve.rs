@@ -21,9 +21,9 @@ use crate::{CommandResult, Failure, wiring};
 /// descriptor limit is low: `limits::max_connections`).
 const MAX_CONNECTIONS: usize = 10_000;
 
-/// Connections each of the (at most three) listeners may hold.
-fn max_connections() -> usize {
-    crate::limits::max_connections(3, MAX_CONNECTIONS)
+/// Connections each of the `listeners` enabled listeners may hold.
+fn max_connections(listeners: usize) -> usize {
+    crate::limits::max_connections(listeners, MAX_CONNECTIONS)
 }
 /// The longest a shutdown waits for the stores to abort unfinished uploads.
 const STORE_QUIESCE: std::time::Duration = std::time::Duration::from_secs(20);
@@ -122,10 +122,11 @@ async fn spawn_ftp(
 /// protocol rule when it is on.
 fn admission(
     gateway: &Arc<Gateway>,
+    listeners: usize,
     proxy: &Option<Arc<wharf_listen::ProxyProtocol>>,
 ) -> wharf_listen::Admission {
     wharf_listen::Admission {
-        max_connections: max_connections(),
+        max_connections: max_connections(listeners),
         guard: gateway.guard().clone(),
         proxy: proxy.clone(),
     }
@@ -167,15 +168,23 @@ pub async fn serve(config: Config) -> CommandResult {
             node.as_ref().map(crate::cluster::Node::shared_sessions),
         )
         .await?;
+    let shutdown = Shutdown::new();
     {
         let (a, b) = (gateway.clone(), gateway.clone());
+        // Every connection of every listener is one task of the tracker.
+        let tasks = shutdown.tasks.clone();
         tokio::spawn(crate::memory::return_freed(
             move || a.memory_in_use(),
             move || b.memory_peak(),
+            move || tasks.len(),
         ));
     }
     let mut sftp_address = None;
-    let shutdown = Shutdown::new();
+    // The listeners share the connections' part of the descriptors.
+    let listening = [plan.sftp.is_some(), plan.ftps.is_some(), plan.ftp.is_some()]
+        .into_iter()
+        .filter(|&on| on)
+        .count();
     let mut listeners = tokio::task::JoinSet::new();
 
     if let Some(sftp) = plan.sftp {
@@ -195,7 +204,7 @@ pub async fn serve(config: Config) -> CommandResult {
         sftp_address = Some(address);
         listeners.spawn(wharf_listen::serve(
             listener,
-            admission(&gateway, &plan.proxy),
+            admission(&gateway, listening, &plan.proxy),
             shutdown.clone(),
             refusals(&gateway, Protocol::Sftp),
             move |accepted| {
@@ -212,7 +221,7 @@ pub async fn serve(config: Config) -> CommandResult {
             spawn_ftp(
                 &mut listeners,
                 &shutdown,
-                admission(&gateway, &plan.proxy),
+                admission(&gateway, listening, &plan.proxy),
                 &gateway,
                 server,
                 ftps.listen,
@@ -231,7 +240,7 @@ pub async fn serve(config: Config) -> CommandResult {
         spawn_ftp(
             &mut listeners,
             &shutdown,
-            admission(&gateway, &plan.proxy),
+            admission(&gateway, listening, &plan.proxy),
             &gateway,
             server,
             ftp.listen,

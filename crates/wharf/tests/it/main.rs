@@ -13,6 +13,7 @@ mod hostile;
 mod idp;
 mod invariants;
 mod ldap;
+mod many_sessions;
 mod paramiko;
 mod policy;
 mod proxy;
