@@ -7,8 +7,14 @@
 
 use std::time::{Duration, Instant};
 
-use wharf_cluster::{Claim, LeaseTiming, Leases};
+use wharf_cluster::{Claim, Database, LeaseTiming, Leases};
 use wharf_test_support::postgres::Postgres;
+
+/// A node's leases on `url`, with its own connections.
+async fn node(url: &str, id: &str) -> std::sync::Arc<Leases> {
+    let database = Database::connect(url, fast().claim_timeout).await.unwrap();
+    Leases::start(&database, id, fast()).await.unwrap()
+}
 
 fn fast() -> LeaseTiming {
     LeaseTiming {
@@ -22,8 +28,8 @@ fn fast() -> LeaseTiming {
 async fn the_session_limit_holds_across_nodes() {
     let postgres = Postgres::start();
     let url = postgres.create_database("cluster");
-    let a = Leases::start(&url, "node-a", fast()).await.unwrap();
-    let b = Leases::start(&url, "node-b", fast()).await.unwrap();
+    let a = node(&url, "node-a").await;
+    let b = node(&url, "node-b").await;
 
     assert_eq!(a.claim("alice", "s1", 2).await.unwrap(), Claim::Granted);
     assert_eq!(b.claim("alice", "s2", 2).await.unwrap(), Claim::Granted);
@@ -131,7 +137,7 @@ async fn the_session_limit_holds_across_nodes() {
     }
 
     // A node that restarts drops what its previous life held.
-    let a_again = Leases::start(&url, "node-a", fast()).await.unwrap();
+    let a_again = node(&url, "node-a").await;
     assert_eq!(
         a_again.claim("alice", "fresh-1", 2).await.unwrap(),
         Claim::Granted
@@ -147,7 +153,7 @@ async fn the_session_limit_holds_across_nodes() {
 async fn an_unreachable_database_refuses_within_the_claim_timeout() {
     let mut postgres = Postgres::start();
     let url = postgres.create_database("cluster");
-    let leases = Leases::start(&url, "node-a", fast()).await.unwrap();
+    let leases = node(&url, "node-a").await;
     assert_eq!(
         leases.claim("alice", "s1", 1).await.unwrap(),
         Claim::Granted

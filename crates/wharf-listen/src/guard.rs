@@ -26,9 +26,10 @@
 //! weighted by how much of it still overlaps), so memory per entry is fixed
 //! whatever `ban_after_failures` is.
 //!
-//! The state sits behind [`Guard`]'s methods only, so that several nodes can
-//! later share bans through a store of their own (the cluster issue) without
-//! the listeners or the gateway changing.
+//! Several nodes share their bans (SPEC section 8: every node applies a
+//! ban within a second): a guard given [`SharedBans`] publishes each ban it
+//! decides there, and applies the others' with [`Guard::apply_ban`]; the
+//! listeners and the gateway do not know.
 //!
 //! Here: the guard, its settings and the state its tables share. The
 //! defences themselves are beside it: `admission` (accept: bans and the
@@ -43,6 +44,7 @@ mod table;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
@@ -50,7 +52,7 @@ use parking_lot::Mutex;
 
 use self::admission::Waiting;
 pub use self::admission::{Admitted, LoginExpired, Refusal};
-pub use self::bans::Ban;
+pub use self::bans::{Ban, SharedBans};
 pub use self::metrics::GuardCounters;
 use self::table::{Table, Window};
 
@@ -91,6 +93,8 @@ impl Default for GuardConfig {
 pub struct Guard {
     config: GuardConfig,
     state: Mutex<State>,
+    /// Where bans go for the other nodes, in a cluster.
+    shared: OnceLock<Arc<dyn SharedBans>>,
     pub counters: GuardCounters,
 }
 
@@ -118,6 +122,7 @@ impl Guard {
                 waiting: HashMap::new(),
                 next_id: 0,
             }),
+            shared: OnceLock::new(),
             counters: GuardCounters::default(),
         }
     }

@@ -25,7 +25,7 @@ mod prompt_acks;
 mod proxy;
 pub use guard::{
     Admitted, Ban, Guard, GuardConfig, GuardCounters, LoginExpired, MAX_PENDING_PER_ADDRESS,
-    PENDING_FULL, PENDING_START, Refusal,
+    PENDING_FULL, PENDING_START, Refusal, SharedBans,
 };
 pub use prompt_acks::PromptAcks;
 pub use proxy::{HEADER_TIMEOUT, HeaderError, MAX_HEADER_LEN, ProxyProtocol, ProxyRefusal};

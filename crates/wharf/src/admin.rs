@@ -130,6 +130,12 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
         "# HELP {name} Failed logins and protocol violations counted by the brute-force defence.\n# TYPE {name} counter\n{name} {}",
         counters.failures.load(Ordering::Relaxed)
     );
+    let name = "wharf_bans_from_other_nodes_total";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Bans decided by other nodes of the cluster and applied here.\n# TYPE {name} counter\n{name} {}",
+        counters.shared_bans.load(Ordering::Relaxed)
+    );
     let name = "wharf_delayed_passwords_total";
     let _ = writeln!(
         text,

@@ -1,11 +1,15 @@
 //! `[cluster]`: this node's part of a cluster of `wharf serve` processes
-//! over one PostgreSQL database (SPEC section 8). Today: session leases,
-//! so that `max_sessions_per_user` counts a user's sessions on every node.
+//! over one PostgreSQL database (SPEC section 8): session leases, so that
+//! `max_sessions_per_user` counts a user's sessions on every node, and
+//! bans that every node applies within a second.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use wharf_cluster::{Claim, LeaseTiming, Leases};
+use wharf_cluster::{Bans, Claim, Database, LeaseTiming, Leases};
+use wharf_listen::{Guard, SharedBans};
 use wharf_session::SharedSessions;
 
 use crate::Failure;
@@ -13,7 +17,10 @@ use crate::config::ClusterConfig;
 
 /// This node in the cluster.
 pub struct Node {
+    database: Database,
+    node_id: String,
     pub leases: Arc<Leases>,
+    bans: std::sync::OnceLock<Arc<Bans>>,
 }
 
 struct SessionLeases(Arc<Leases>);
@@ -38,6 +45,14 @@ impl SharedSessions for SessionLeases {
     }
 }
 
+struct PublishedBans(Arc<Bans>);
+
+impl SharedBans for PublishedBans {
+    fn publish(&self, address: IpAddr, duration: Duration, repeat: u32) {
+        self.0.publish(address, duration, repeat);
+    }
+}
+
 /// The node id: `cluster.node_id`, else the host name.
 pub fn node_id(cluster: &ClusterConfig) -> String {
     cluster.node_id.clone().unwrap_or_else(|| {
@@ -55,10 +70,48 @@ impl Node {
         let Some(cluster) = cluster.filter(|c| !c.database.is_empty()) else {
             return Ok(None);
         };
-        let leases = Leases::start(&cluster.database, &node_id(cluster), LeaseTiming::default())
+        let timing = LeaseTiming::default();
+        let failure =
+            |e: wharf_cluster::ClusterError| Failure::User(format!("cluster.database: {e}"));
+        let database = Database::connect(&cluster.database, timing.claim_timeout)
             .await
-            .map_err(|e| Failure::User(format!("cluster.database: {e}")))?;
-        Ok(Some(Node { leases }))
+            .map_err(failure)?;
+        let node_id = node_id(cluster);
+        let leases = Leases::start(&database, &node_id, timing)
+            .await
+            .map_err(failure)?;
+        Ok(Some(Node {
+            database,
+            node_id,
+            leases,
+            bans: std::sync::OnceLock::new(),
+        }))
+    }
+
+    /// Shares `guard`'s bans with the other nodes, and applies theirs to it
+    /// (each within [`Bans::POLL_EVERY`]).
+    pub async fn share_bans(&self, guard: &Arc<Guard>) -> Result<(), Failure> {
+        let applying = guard.clone();
+        let bans = Bans::start(
+            &self.database,
+            &self.node_id,
+            Bans::POLL_EVERY,
+            move |ban| {
+                if applying.apply_ban(ban.address, ban.remaining, ban.repeat) {
+                    tracing::info!(
+                        address = %ban.address,
+                        node = %ban.node_id,
+                        remaining_s = ban.remaining.as_secs(),
+                        "applying a ban decided by another node"
+                    );
+                }
+            },
+        )
+        .await
+        .map_err(|e| Failure::User(format!("cluster.database: {e}")))?;
+        guard.share_bans(Arc::new(PublishedBans(bans.clone())));
+        let _ = self.bans.set(bans);
+        Ok(())
     }
 
     /// What the gateway counts sessions with.
@@ -69,6 +122,10 @@ impl Node {
     /// Leaves the cluster: this node's leases removed at once rather than
     /// expiring.
     pub async fn leave(&self) {
+        if let Some(bans) = self.bans.get() {
+            bans.shutdown();
+        }
         self.leases.shutdown().await;
+        self.database.close().await;
     }
 }

@@ -168,6 +168,9 @@ pub async fn serve(config: Config) -> CommandResult {
             node.as_ref().map(crate::cluster::Node::shared_sessions),
         )
         .await?;
+    if let Some(node) = &node {
+        node.share_bans(gateway.guard()).await?;
+    }
     let shutdown = Shutdown::new();
     {
         let (a, b) = (gateway.clone(), gateway.clone());

@@ -3,6 +3,7 @@
 //! passwords counted per user name until password logins wait.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,18 @@ pub struct Ban {
     /// 1 for the first ban of this address, 2 for the next, ...
     pub repeat: u32,
 }
+
+/// Where a guard's bans go so that other nodes apply them too (the
+/// cluster's ban table); they come back through [`Guard::apply_ban`].
+pub trait SharedBans: Send + Sync + 'static {
+    /// A ban this node decided: `address` is the ban key (IPv4 /32, IPv6
+    /// /64). Must not block.
+    fn publish(&self, address: IpAddr, duration: Duration, repeat: u32);
+}
+
+/// A ban read back from elsewhere ends this close to one already running
+/// at most: the same ban, not a new one.
+const SAME_BAN: Duration = Duration::from_secs(1);
 
 /// The address a ban applies to: IPv4 /32, IPv6 /64.
 pub(super) fn ban_key(ip: IpAddr) -> IpAddr {
@@ -75,10 +88,59 @@ impl Guard {
         address.banned_until = Some(now + duration);
         address.failures = Window::new(now);
         self.counters.bans.fetch_add(1, Ordering::Relaxed);
-        Some(Ban {
+        let ban = Ban {
             duration,
             repeat: address.bans,
-        })
+        };
+        drop(state);
+        if let Some(shared) = self.shared.get() {
+            shared.publish(ban_key(ip), ban.duration, ban.repeat);
+        }
+        Some(ban)
+    }
+
+    /// Sends every ban this guard decides from now on to `shared` (once;
+    /// later calls are ignored).
+    pub fn share_bans(&self, shared: Arc<dyn SharedBans>) {
+        let _ = self.shared.set(shared);
+    }
+
+    /// A ban another node decided: `address` refused at accept for
+    /// `remaining` (at most 24 hours), and `repeat` remembered so that the
+    /// next ban here doubles from it. False when nothing changed (exempt,
+    /// or the same ban already applied).
+    pub fn apply_ban(&self, address: IpAddr, remaining: Duration, repeat: u32) -> bool {
+        self.apply_ban_at(address, remaining, repeat, Instant::now())
+    }
+
+    pub(super) fn apply_ban_at(
+        &self,
+        ip: IpAddr,
+        remaining: Duration,
+        repeat: u32,
+        now: Instant,
+    ) -> bool {
+        if self.exempt(ip) || remaining.is_zero() {
+            return false;
+        }
+        let until = now + remaining.min(MAX_BAN);
+        let mut state = self.state.lock();
+        let address = state
+            .addresses
+            .entry(ban_key(ip), || Address::new(now), address_worth);
+        address.last_seen = now;
+        if address
+            .banned_until
+            .is_some_and(|current| current + SAME_BAN >= until)
+        {
+            address.bans = address.bans.max(repeat);
+            return false;
+        }
+        address.banned_until = Some(until);
+        address.bans = address.bans.max(repeat);
+        address.failures = Window::new(now);
+        self.counters.shared_bans.fetch_add(1, Ordering::Relaxed);
+        true
     }
 
     /// How long a password login of `user` waits first: nothing, until the

@@ -17,6 +17,8 @@ pub struct GuardCounters {
     /// Trusted peers without a usable PROXY header in time.
     pub refused_proxy_header: AtomicU64,
     pub bans: AtomicU64,
+    /// Bans decided by other nodes and applied here.
+    pub shared_bans: AtomicU64,
     pub failures: AtomicU64,
     pub login_timeouts: AtomicU64,
     /// Connections not logged in, closed to make room for one from an

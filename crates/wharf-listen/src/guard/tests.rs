@@ -210,3 +210,67 @@ fn the_tables_stay_bounded_whatever_the_number_of_addresses() {
     let (addresses, users) = g.tracked();
     assert!(addresses <= 1000 && users <= 1000, "{addresses} {users}");
 }
+
+/// What a guard published, for the tests of sharing.
+#[derive(Default)]
+struct Published(parking_lot::Mutex<Vec<(IpAddr, Duration, u32)>>);
+
+impl SharedBans for Published {
+    fn publish(&self, address: IpAddr, duration: Duration, repeat: u32) {
+        self.0.lock().push((address, duration, repeat));
+    }
+}
+
+#[test]
+fn bans_are_published_and_applied_from_other_nodes() {
+    // Node a decides a ban: it is published under its ban key (the /64).
+    let a = guard(2);
+    let published = Arc::new(Published::default());
+    a.share_bans(published.clone());
+    let t0 = Instant::now();
+    assert_eq!(a.failed_at(ip("2001:db8::1"), t0), None);
+    let ban = a.failed_at(ip("2001:db8::1"), t0).unwrap();
+    assert_eq!(
+        *published.0.lock(),
+        vec![(ip("2001:db8::"), ban.duration, 1)]
+    );
+    // Failures that do not ban are not published.
+    assert_eq!(a.failed_at(ip("192.0.2.9"), t0), None);
+    assert_eq!(published.0.lock().len(), 1);
+
+    // Node b applies it: refused at accept for what is left, from any
+    // address of the /64.
+    let b = guard(2);
+    assert!(b.apply_ban_at(ip("2001:db8::"), Duration::from_secs(600), 1, t0));
+    assert!(matches!(
+        b.admit_at(ip("2001:db8::42"), t0, 1.0),
+        Err(Refusal::Banned { .. })
+    ));
+    assert_eq!(b.counters.shared_bans.load(Ordering::Relaxed), 1);
+    // Read again (the reads overlap): the same ban, not a new one.
+    assert!(!b.apply_ban_at(
+        ip("2001:db8::"),
+        Duration::from_millis(599_700),
+        1,
+        t0 + Duration::from_millis(300)
+    ));
+    assert_eq!(b.counters.shared_bans.load(Ordering::Relaxed), 1);
+    // Over when it ends.
+    let after = t0 + Duration::from_secs(601);
+    assert!(b.admit_at(ip("2001:db8::42"), after, 1.0).is_ok());
+    // b's next ban of that address is the second: twice as long.
+    assert_eq!(b.failed_at(ip("2001:db8::1"), after), None);
+    let next = b.failed_at(ip("2001:db8::1"), after).unwrap();
+    assert_eq!(next.repeat, 2);
+    assert_eq!(next.duration, Duration::from_secs(1800));
+
+    // Exempt addresses are never banned from elsewhere either; nothing is
+    // longer than a day.
+    assert!(!b.apply_ban_at(ip("10.1.2.3"), Duration::from_secs(60), 1, t0));
+    assert!(b.admit_at(ip("10.1.2.3"), t0, 1.0).is_ok());
+    assert!(b.apply_ban_at(ip("192.0.2.7"), Duration::from_secs(10 * 86_400), 9, t0));
+    assert!(
+        b.admit_at(ip("192.0.2.7"), t0 + MAX_BAN + Duration::from_secs(1), 1.0)
+            .is_ok()
+    );
+}

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::*;
 
-fn defences(args: &[&str]) -> std::process::Output {
+pub(crate) fn defences(args: &[&str]) -> std::process::Output {
     wharf_test_support::wharf::python(&py("defences.py"), args)
 }
 
