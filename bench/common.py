@@ -71,14 +71,16 @@ class Processes:
                     proc.kill()
 
 
-def start_wharf(procs, binary, work, config_body, users=()):
-    """Writes wharf.toml (config_body after a [server] section), adds users
+def start_wharf(procs, binary, work, config_body, users=(), server=""):
+    """Writes wharf.toml (config_body after a [server] section, which gets
+    the `server` lines too), adds users
     (lists of `wharf user add` arguments, or (arguments, stdin) tuples),
     starts `serve` and returns
     (process, {"SFTP": port, "FTPS": port, ...})."""
     config = os.path.join(work, "wharf.toml")
     with open(config, "w") as f:
         f.write(f'[server]\ndata_dir = "{work}/wharf-data"\nhost_keys = ["{work}/hostkey"]\nidle_timeout = "1h"\n')
+        f.write(server)
         f.write(config_body)
     for user in users:
         args, stdin = user if isinstance(user, tuple) else (user, "")
