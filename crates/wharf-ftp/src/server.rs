@@ -13,7 +13,7 @@ use wharf_listen::{Admitted, ProxyProtocol};
 use wharf_session::{ConnInfo, Gateway};
 
 use crate::control::Control;
-use crate::session::FtpSession;
+use crate::session::{Endpoint, FtpSession};
 use crate::tls::{TlsConfig, TlsMaterial};
 
 /// What the binary configures for `[protocols.ftps]` (with `tls`) or
@@ -160,20 +160,23 @@ impl FtpServer {
         let wharf_listen::Accepted {
             stream,
             peer,
+            local: dialed,
             admitted,
             drain,
             proxy,
         } = accepted;
-        self.run(stream, peer, drain, admitted, proxy).await;
+        self.run(stream, (peer, dialed), drain, admitted, proxy)
+            .await;
     }
 
-    /// `peer` is the client's address (with the PROXY protocol, the one
-    /// its header carried); `proxy`: the listener's PROXY protocol rule,
-    /// which the data connections follow too.
+    /// `peer` is the client's address and `dialed` the address it connected
+    /// to (with the PROXY protocol, those its header carried); `proxy`: the
+    /// listener's PROXY protocol rule, which the data connections follow
+    /// too.
     async fn run(
         &self,
         stream: TcpStream,
-        peer: SocketAddr,
+        (peer, dialed): (SocketAddr, SocketAddr),
         drain: CancellationToken,
         admitted: Admitted,
         proxy: Option<Arc<ProxyProtocol>>,
@@ -183,7 +186,7 @@ impl FtpServer {
         // the urgent byte in the stream.
         let _ = socket2::SockRef::from(&stream).set_out_of_band_inline(true);
         let local = match stream.local_addr() {
-            Ok(local) => local,
+            Ok(own) => Endpoint { own, dialed },
             Err(error) => {
                 tracing::warn!(%peer, "ftp connection setup failed: {error}");
                 return;

@@ -77,12 +77,23 @@ pub(super) struct User {
     data_tls: Option<Arc<LoggedInTls>>,
 }
 
+/// Where a control connection arrived.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Endpoint {
+    /// This socket's own address: passive ports are bound on its IP.
+    pub own: SocketAddr,
+    /// The address the client connected to: the same, or behind a balancer
+    /// the destination its PROXY header carried (the balancer's). PASV
+    /// announces its IP when `passive_address` is not set.
+    pub dialed: SocketAddr,
+}
+
 /// The state of one control connection.
 pub(crate) struct FtpSession {
     shared: Arc<Shared>,
     control: Control,
     info: ConnInfo,
-    local: SocketAddr,
+    local: Endpoint,
     tls: Option<ConnectionTls>,
     /// PROT P.
     protect_data: bool,
@@ -107,7 +118,7 @@ impl FtpSession {
         shared: Arc<Shared>,
         control: Control,
         info: ConnInfo,
-        local: SocketAddr,
+        local: Endpoint,
         tls: Option<ConnectionTls>,
         admitted: Admitted,
         proxy: Option<Arc<ProxyProtocol>>,

@@ -1550,10 +1550,12 @@ async fn dropping_serve_connection_ends_the_session() {
         let guard = Arc::new(wharf_listen::Guard::new(
             wharf_listen::GuardConfig::default(),
         ));
+        let local = stream.local_addr().unwrap();
         server
             .serve_connection(wharf_listen::Accepted {
                 stream,
                 peer,
+                local,
                 admitted: guard.admit(peer.ip()).unwrap(),
                 drain: CancellationToken::new(),
                 proxy: None,

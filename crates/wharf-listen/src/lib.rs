@@ -74,6 +74,11 @@ pub struct Accepted {
     /// only client address a handler gets: logs, identity providers,
     /// policies and the guard all see this one.
     pub peer: SocketAddr,
+    /// The address the client connected to: this socket's own, or with the
+    /// PROXY protocol the destination its header carried (the balancer's
+    /// address; this socket's own for a health check). FTP announces it for
+    /// passive data connections when `passive_address` is not set.
+    pub local: SocketAddr,
     /// The connection counts as not logged in (against the guard's pending
     /// limits) until the handler says it did; it carries the login deadline.
     pub admitted: Admitted,
@@ -178,11 +183,16 @@ pub async fn serve<H, F, R>(
         let drain = shutdown.stop_accepting.clone();
         shutdown.tasks.spawn(async move {
             let connection = async move {
-                let (stream, peer, admitted) = match admit {
-                    Admit::Now(admitted) => (stream, peer, admitted),
+                let Ok(own) = stream.local_addr() else {
+                    return;
+                };
+                let (stream, peer, local, admitted) = match admit {
+                    Admit::Now(admitted) => (stream, peer, own, admitted),
                     Admit::AfterHeader(proxy) => {
                         match proxied(stream, peer, &proxy, &guard).await {
-                            Ok(admitted) => admitted,
+                            Ok((stream, client, carried, admitted)) => {
+                                (stream, client, carried.unwrap_or(own), admitted)
+                            }
                             // Connected and left: nothing refused (as
                             // without the PROXY protocol).
                             Err((_, None)) => return,
@@ -196,6 +206,7 @@ pub async fn serve<H, F, R>(
                 let accepted = Accepted {
                     stream,
                     peer,
+                    local,
                     admitted,
                     drain,
                     proxy,
@@ -220,6 +231,10 @@ enum Admit {
     AfterHeader(Arc<ProxyProtocol>),
 }
 
+/// What a trusted peer's header said: the stream after it, the client's
+/// address, the address the client connected to (when carried).
+type Proxied = (TcpStream, SocketAddr, Option<SocketAddr>, Admitted);
+
 /// A trusted peer's connection: its header read, then its client address
 /// put to the guard. On refusal, the address to report it with (and no
 /// refusal for a peer that left without sending anything).
@@ -228,8 +243,8 @@ async fn proxied(
     peer: SocketAddr,
     proxy: &ProxyProtocol,
     guard: &Arc<Guard>,
-) -> Result<(TcpStream, SocketAddr, Admitted), (SocketAddr, Option<Refusal>)> {
-    let client = match proxy.header_source(&mut stream, peer).await {
+) -> Result<Proxied, (SocketAddr, Option<Refusal>)> {
+    let (client, destination) = match proxy.header_addresses(&mut stream, peer).await {
         Ok(client) => client,
         Err(ProxyRefusal::Header(HeaderError::Silent)) => return Err((peer, None)),
         Err(refusal) => return Err((peer, Some(guard.proxy_refused(refusal)))),
@@ -237,7 +252,7 @@ async fn proxied(
     let admitted = guard
         .admit(client.ip())
         .map_err(|refusal| (client, Some(refusal)))?;
-    Ok((stream, client, admitted))
+    Ok((stream, client, destination, admitted))
 }
 
 #[cfg(test)]

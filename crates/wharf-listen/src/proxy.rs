@@ -104,8 +104,12 @@ impl std::fmt::Display for HeaderError {
 /// What a header says about the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Carried {
-    /// The client's address and port.
-    Client(SocketAddr),
+    /// The client's address and port, and the address it connected to
+    /// (the balancer's).
+    Client {
+        source: SocketAddr,
+        destination: SocketAddr,
+    },
     /// No client (a health check, v1 UNKNOWN): the real addresses apply.
     Local,
 }
@@ -144,23 +148,26 @@ impl ProxyProtocol {
         if !self.trusts(peer.ip()) {
             return Err(ProxyRefusal::Untrusted);
         }
-        self.header_source(stream, peer).await
+        Ok(self.header_addresses(stream, peer).await?.0)
     }
 
     /// The header of a peer already known to be trusted (see
-    /// [`ProxyProtocol::client`]).
-    pub(crate) async fn header_source(
+    /// [`ProxyProtocol::client`]): the client's address, and the address it
+    /// connected to when the header carries one.
+    pub(crate) async fn header_addresses(
         &self,
         stream: &mut TcpStream,
         peer: SocketAddr,
-    ) -> Result<SocketAddr, ProxyRefusal> {
+    ) -> Result<(SocketAddr, Option<SocketAddr>), ProxyRefusal> {
+        let canonical = |a: SocketAddr| SocketAddr::new(a.ip().to_canonical(), a.port());
         match tokio::time::timeout(self.timeout, read_header(stream)).await {
             Err(_) => Err(ProxyRefusal::Header(HeaderError::Timeout)),
             Ok(Err(error)) => Err(ProxyRefusal::Header(error)),
-            Ok(Ok(Carried::Local)) => Ok(peer),
-            Ok(Ok(Carried::Client(client))) => {
-                Ok(SocketAddr::new(client.ip().to_canonical(), client.port()))
-            }
+            Ok(Ok(Carried::Local)) => Ok((peer, None)),
+            Ok(Ok(Carried::Client {
+                source,
+                destination,
+            })) => Ok((canonical(source), Some(canonical(destination)))),
         }
     }
 }
@@ -277,12 +284,14 @@ fn parse(bytes: &[u8]) -> Result<Carried, HeaderError> {
             return Err(invalid("invalid v1 header: a CR before its end".to_owned()));
         }
         return Ok(match header.addresses {
-            ppp::v1::Addresses::Tcp4(a) => {
-                Carried::Client(SocketAddr::new(a.source_address.into(), a.source_port))
-            }
-            ppp::v1::Addresses::Tcp6(a) => {
-                Carried::Client(SocketAddr::new(a.source_address.into(), a.source_port))
-            }
+            ppp::v1::Addresses::Tcp4(a) => Carried::Client {
+                source: SocketAddr::new(a.source_address.into(), a.source_port),
+                destination: SocketAddr::new(a.destination_address.into(), a.destination_port),
+            },
+            ppp::v1::Addresses::Tcp6(a) => Carried::Client {
+                source: SocketAddr::new(a.source_address.into(), a.source_port),
+                destination: SocketAddr::new(a.destination_address.into(), a.destination_port),
+            },
             ppp::v1::Addresses::Unknown => Carried::Local,
         });
     }
@@ -301,14 +310,14 @@ fn parse(bytes: &[u8]) -> Result<Carried, HeaderError> {
     }
     // TLVs (after the addresses) are skipped.
     match header.addresses {
-        ppp::v2::Addresses::IPv4(a) => Ok(Carried::Client(SocketAddr::new(
-            a.source_address.into(),
-            a.source_port,
-        ))),
-        ppp::v2::Addresses::IPv6(a) => Ok(Carried::Client(SocketAddr::new(
-            a.source_address.into(),
-            a.source_port,
-        ))),
+        ppp::v2::Addresses::IPv4(a) => Ok(Carried::Client {
+            source: SocketAddr::new(a.source_address.into(), a.source_port),
+            destination: SocketAddr::new(a.destination_address.into(), a.destination_port),
+        }),
+        ppp::v2::Addresses::IPv6(a) => Ok(Carried::Client {
+            source: SocketAddr::new(a.source_address.into(), a.source_port),
+            destination: SocketAddr::new(a.destination_address.into(), a.destination_port),
+        }),
         ppp::v2::Addresses::Unspecified => Ok(Carried::Local),
         ppp::v2::Addresses::Unix(_) => Err(invalid(
             "a v2 header with UNIX socket addresses carries no client address".to_owned(),

@@ -104,6 +104,7 @@ impl SftpServer {
             peer,
             admitted,
             drain: _,
+            local: _,
             proxy: _,
         } = accepted;
         let admitted = Arc::new(admitted);

@@ -35,7 +35,7 @@ impl FtpSession {
             return Ok(Next::Continue);
         }
         let announced = match &self.shared.passive_host {
-            PassiveHost::FromConnection => match self.local.ip() {
+            PassiveHost::FromConnection => match self.local.dialed.ip() {
                 IpAddr::V4(ip) => Some(ip),
                 IpAddr::V6(ip) => ip.to_ipv4_mapped(),
             },
@@ -93,7 +93,7 @@ impl FtpSession {
 
     /// A new passive port: its number.
     fn open_passive(&mut self) -> Result<u16, ()> {
-        match PassivePort::bind(self.local.ip(), &self.shared.passive_ports) {
+        match PassivePort::bind(self.local.own.ip(), &self.shared.passive_ports) {
             Ok(port) => match port.port() {
                 Ok(number) => {
                     self.passive = Some(port);

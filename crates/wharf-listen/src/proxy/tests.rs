@@ -146,6 +146,41 @@ async fn v1_unknown_and_v2_local_are_served_on_the_real_addresses() {
 }
 
 #[tokio::test]
+async fn headers_carry_the_address_the_client_connected_to() {
+    let proxy = trusting("127.0.0.1/32");
+    for (header, destination) in [
+        (
+            b"PROXY TCP4 192.0.2.1 198.51.100.1 51000 21\r\n".to_vec(),
+            "198.51.100.1:21",
+        ),
+        (
+            v2(
+                Command::Proxy,
+                IPv6::new(
+                    [0x2001, 0xdb8, 0, 0, 0, 0, 0, 1],
+                    [0, 0, 0, 0, 0, 0xffff, 0xcb00, 0x710a],
+                    40000,
+                    990,
+                ),
+            ),
+            "203.0.113.10:990",
+        ),
+    ] {
+        let (mut client, mut server, peer) = pair().await;
+        client.write_all(&header).await.unwrap();
+        let (_, carried) = proxy.header_addresses(&mut server, peer).await.unwrap();
+        assert_eq!(carried, Some(destination.parse().unwrap()));
+    }
+    // A health check carries none: the real addresses apply.
+    let (mut client, mut server, peer) = pair().await;
+    client.write_all(b"PROXY UNKNOWN\r\n").await.unwrap();
+    assert_eq!(
+        proxy.header_addresses(&mut server, peer).await.unwrap(),
+        (peer, None)
+    );
+}
+
+#[tokio::test]
 async fn v2_ipv4_ipv6_and_tlvs() {
     let proxy = trusting("127.0.0.1/32");
     let header = v2(
@@ -425,7 +460,9 @@ struct Listener {
     address: SocketAddr,
     guard: Arc<Guard>,
     refused: Arc<parking_lot::Mutex<Vec<(SocketAddr, Refusal)>>>,
-    served: tokio::sync::mpsc::UnboundedReceiver<(SocketAddr, Vec<u8>)>,
+    /// Each connection served: its client, the address it connected to,
+    /// and its first bytes.
+    served: tokio::sync::mpsc::UnboundedReceiver<(SocketAddr, SocketAddr, Vec<u8>)>,
     shutdown: Shutdown,
 }
 
@@ -457,6 +494,7 @@ impl Listener {
                     let Accepted {
                         mut stream,
                         peer,
+                        local,
                         admitted,
                         proxy,
                         drain: _,
@@ -465,7 +503,7 @@ impl Listener {
                     // The protocol's first bytes, as the handler sees them.
                     let mut first = [0u8; 4];
                     let _ = stream.read_exact(&mut first).await;
-                    let _ = tx.send((peer, first.to_vec()));
+                    let _ = tx.send((peer, local, first.to_vec()));
                     let _ = stream.write_all(b"hi").await;
                     // Not logged in, as long as it lasts.
                     std::future::pending::<()>().await;
@@ -515,8 +553,10 @@ async fn the_accept_loop_serves_the_carried_address_and_refuses_the_rest() {
         .write_all(b"PROXY TCP4 192.0.2.1 198.51.100.1 51000 22\r\nSSH-")
         .await
         .unwrap();
-    let (peer, first) = listener.served.recv().await.unwrap();
+    let (peer, local, first) = listener.served.recv().await.unwrap();
     assert_eq!(peer, "192.0.2.1:51000".parse().unwrap());
+    // The address it connected to is the balancer's, from the header.
+    assert_eq!(local, "198.51.100.1:22".parse().unwrap());
     assert_eq!(first, b"SSH-");
     let mut hi = [0u8; 2];
     client.read_exact(&mut hi).await.unwrap();
@@ -557,7 +597,7 @@ async fn the_accept_loop_serves_the_carried_address_and_refuses_the_rest() {
         .write_all(b"PROXY TCP4 192.0.2.67 198.51.100.1 1 22\r\nSSH-")
         .await
         .unwrap();
-    let (peer, _) = listener.served.recv().await.unwrap();
+    let (peer, _, _) = listener.served.recv().await.unwrap();
     assert_eq!(peer.ip(), IpAddr::from(Ipv4Addr::new(192, 0, 2, 67)));
     let counters = &listener.guard.counters;
     assert_eq!(counters.refused_proxy_header.load(Ordering::Relaxed), 1);

@@ -237,14 +237,13 @@ fn curl(args: &[&str], dir: &Path) -> std::process::Output {
 fn ftps_control_and_passive_data_connections_through_haproxy() {
     // The node listens on 127.0.0.3; HAProxy on 127.0.0.1: the control port,
     // and the passive ports forwarded to the same ports of the node. PASV
-    // announces the balancer.
+    // announces the balancer: without `passive_address`, the address the
+    // client connected to, which the header carried.
     let ports = wharf_test_support::tools::free_port_range(10);
     let wharf = behind_proxy(
         "127.0.0.1/32",
         "",
-        &format!(
-            "[protocols.ftps]\nlisten = \"127.0.0.3:0\"\npassive_ports = \"{ports}\"\npassive_address = \"127.0.0.1\"\n"
-        ),
+        &format!("[protocols.ftps]\nlisten = \"127.0.0.3:0\"\npassive_ports = \"{ports}\"\n"),
         &[],
     );
     let haproxy = Haproxy::start(&[
@@ -266,8 +265,17 @@ fn ftps_control_and_passive_data_connections_through_haproxy() {
         let down = curl(&[&args[..], &["-o", "down.bin", &url]].concat(), dir);
         assert!(down.status.success(), "{}", stderr(&down));
         assert_eq!(std::fs::read(dir.join("down.bin")).unwrap(), data);
-        let list = curl(&[&args[..], &[base.as_str()]].concat(), dir);
+        let list = curl(&[&args[..], &["-v", base.as_str()]].concat(), dir);
         assert!(stdout(&list).contains(name), "{}", stdout(&list));
+        if passive == "--disable-epsv" {
+            // curl connects to the control connection's address whatever
+            // PASV says: read the reply itself.
+            assert!(
+                stderr(&list).contains("227 Entering Passive Mode (127,0,0,1,"),
+                "{}",
+                stderr(&list)
+            );
+        }
     }
     let connected = from_address(&wharf, "CONNECTED", "127.0.0.2");
     assert!(
