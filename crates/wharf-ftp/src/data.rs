@@ -21,7 +21,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_rustls::server::TlsStream;
-use wharf_listen::ProxyProtocol;
+use wharf_listen::{Guard, ProxyProtocol};
 use wharf_vfs::{FileReader, FileWriter};
 
 use crate::listing::{ListFormat, ListSource, Pages};
@@ -78,12 +78,14 @@ impl PassivePort {
     /// The data connection, from `client` only: a connection from any other
     /// address is closed and the wait goes on. With the PROXY protocol
     /// (`proxy`), the address is the one its own header carries (the peer
-    /// must be trusted and send it in time, as on the control connection):
-    /// one check, whichever the address came from.
+    /// must be trusted and send it in time, as on the control connection;
+    /// a refusal is counted by `guard`, as the listeners' are): one check,
+    /// whichever the address came from.
     pub(crate) async fn accept(
         self,
         client: IpAddr,
         proxy: Option<&ProxyProtocol>,
+        guard: &Guard,
     ) -> Result<TcpStream, DataError> {
         let accept = async {
             loop {
@@ -94,6 +96,7 @@ impl PassivePort {
                         Ok(source) => source,
                         Err(refusal) => {
                             tracing::warn!(%peer, %client, "data connection refused: {refusal}");
+                            guard.proxy_refused(refusal);
                             continue;
                         }
                     },

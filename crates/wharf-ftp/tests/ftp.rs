@@ -1899,6 +1899,21 @@ async fn behind_a_proxy_data_connections_must_carry_the_control_connection_s_sou
         other.write_all(&first).await.unwrap();
         assert!(closed_without_a_word(&mut other).await);
     }
+    // The untrusted peer and the missing header are counted as the
+    // listeners count theirs (the metrics' refusals).
+    let counters = &fx.gateway.guard().counters;
+    assert_eq!(
+        counters
+            .refused_untrusted_proxy
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    assert_eq!(
+        counters
+            .refused_proxy_header
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     // The client's own data connection, through the balancer.
     let mut data = tokio::net::TcpStream::connect(data_addr).await.unwrap();
     data.write_all(header("192.0.2.5").as_bytes())

@@ -147,7 +147,11 @@ impl FtpSession {
             return Ok(None);
         };
         let stream = match port
-            .accept(self.info.source_ip, self.proxy.as_deref())
+            .accept(
+                self.info.source_ip,
+                self.proxy.as_deref(),
+                self.shared.gateway.guard(),
+            )
             .await
         {
             Ok(stream) => stream,
