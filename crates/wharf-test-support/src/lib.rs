@@ -7,6 +7,7 @@ pub mod fuzz;
 pub mod haproxy;
 pub mod ldap;
 pub mod postgres;
+pub mod process;
 pub mod s3;
 pub mod tools;
 pub mod wharf;

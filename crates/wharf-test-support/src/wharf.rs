@@ -303,6 +303,18 @@ impl Wharf {
         })
     }
 
+    /// Waits for the AUTH_FAILURE of a connection from `ip` refused at
+    /// accept (banned, too many not logged in, ...), and returns it.
+    pub fn wait_for_refusal_at_accept(&self, ip: &str) -> Value {
+        self.wait_for_log(&format!("a refusal at accept of {ip}"), |l| {
+            l["activity-type"] == "AUTH_FAILURE"
+                && l["source-ip"] == ip
+                && l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("connection refused at accept"))
+        })
+    }
+
     /// Lines with this activity type.
     pub fn activities(&self, activity: &str) -> Vec<Value> {
         self.log()

@@ -145,13 +145,7 @@ fn a_ban_on_one_node_is_applied_by_the_others() {
     // SPEC says within a second (nodes read every 250 ms); a loaded
     // 2-core machine is given twice that.
     assert!(took < Duration::from_secs(2), "took {took:?}");
-    let refused = b.wait_for_log("node b's refusal", |l| {
-        l["activity-type"] == "AUTH_FAILURE"
-            && l["source-ip"] == "127.0.0.2"
-            && l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("connection refused at accept"))
-    });
+    let refused = b.wait_for_refusal_at_accept("127.0.0.2");
     assert!(
         refused["reason"].as_str().unwrap().contains("banned"),
         "{refused}"

@@ -67,12 +67,7 @@ fn repeated_failed_logins_ban_the_address_at_accept() {
         ban["reason"].as_str().unwrap().contains("banned for 900s"),
         "{ban}"
     );
-    let refused = wharf.wait_for_log("a refusal", |l| {
-        l["activity-type"] == "AUTH_FAILURE"
-            && l["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("connection refused at accept"))
-    });
+    let refused = wharf.wait_for_refusal_at_accept("127.0.0.1");
     assert!(
         refused["reason"].as_str().unwrap().contains("banned"),
         "{refused}"
@@ -230,22 +225,12 @@ fn an_ftp_transfer_that_moves_nothing_is_aborted_after_idle_timeout() {
     assert_eq!(wharf.activities("PARTIAL_CLOSE").len(), 2);
 }
 
-/// The peak resident memory of a process (VmHWM), in MiB.
-fn peak_rss_mib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-        .map_or(0, |kib| kib / 1024)
-}
-
 #[test]
 fn concurrent_password_checks_are_bounded_and_a_real_login_gets_through() {
     // The attackers' addresses are exempt, so the hash queue alone acts.
     let wharf = server("ban_exempt = [\"127.0.0.0/24\"]");
     let port = ftp_port(&wharf);
-    let before = peak_rss_mib(wharf.pid());
+    let before = wharf_test_support::process::peak_rss_kib(wharf.pid()) / 1024;
     let out = defences(&["password-storm", &port, "128", "bob", "bob-pw"]);
     let text = stdout(&out);
     eprintln!("{text}");
@@ -263,7 +248,7 @@ fn concurrent_password_checks_are_bounded_and_a_real_login_gets_through() {
         "most guesses reach the password check: {text}"
     );
     // Unbounded, 128 concurrent argon2id checks need 128 x 19 MiB.
-    let peak = peak_rss_mib(wharf.pid());
+    let peak = wharf_test_support::process::peak_rss_kib(wharf.pid()) / 1024;
     assert!(
         peak < before + 400,
         "peak RSS {peak} MiB (before the storm {before} MiB)"

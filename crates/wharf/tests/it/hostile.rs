@@ -2,34 +2,11 @@
 //! leaked the whole session): every way a session ends releases everything
 //! within seconds and logs it.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use wharf_test_support::process::{open_fds as fds, rss_kib, within};
 
 use crate::*;
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
-/// Polls `check` every 50 ms until it holds, or panics after `limit`.
-fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
-}
 
 /// A server where alice may have one session at a time, with a 64 MiB file.
 fn one_session_each() -> Wharf {
@@ -82,12 +59,16 @@ fn a_client_that_vanishes_with_replies_pending_frees_everything() {
             peak < rss_before + 200 * 1024,
             "round {round}: RSS {peak} KiB, beyond max_memory_per_user"
         );
-        let freed = within(Duration::from_secs(10), "DISCONNECTED", || {
-            wharf.activities("DISCONNECTED").len() >= 2 * round
-        });
-        within(Duration::from_secs(10), "descriptors back", || {
-            fds(pid) <= fds_before
-        });
+        let freed = within(
+            Duration::from_secs(10),
+            || "DISCONNECTED".to_owned(),
+            || wharf.activities("DISCONNECTED").len() >= 2 * round,
+        );
+        within(
+            Duration::from_secs(10),
+            || "descriptors back".to_owned(),
+            || fds(pid) <= fds_before,
+        );
         // Every open file was closed as PARTIAL_CLOSE, the slot is free.
         assert!(wharf.activities("PARTIAL_CLOSE").len() >= 10 * round);
         assert!(
@@ -103,9 +84,11 @@ fn a_client_that_vanishes_with_replies_pending_frees_everything() {
     }
     // The peak is bounded by max_memory_per_user (128 MiB) and, once the
     // burst is over, freed memory goes back to the system.
-    within(Duration::from_secs(10), "RSS back near the start", || {
-        rss_kib(pid) < rss_before + 32 * 1024
-    });
+    within(
+        Duration::from_secs(10),
+        || "RSS back near the start".to_owned(),
+        || rss_kib(pid) < rss_before + 32 * 1024,
+    );
     report.push(format!("settled: RSS {} MiB", rss_kib(pid) / 1024));
     eprintln!("{}", report.join("\n"));
 }
@@ -115,9 +98,11 @@ fn an_abandoned_paramiko_get_frees_the_session() {
     let wharf = one_session_each();
     let out = hostile(&wharf, &["abandoned-get", "/big.bin", "8000000"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    within(Duration::from_secs(10), "DISCONNECTED", || {
-        !wharf.activities("DISCONNECTED").is_empty()
-    });
+    within(
+        Duration::from_secs(10),
+        || "DISCONNECTED".to_owned(),
+        || !wharf.activities("DISCONNECTED").is_empty(),
+    );
     assert_eq!(wharf.activities("PARTIAL_CLOSE").len(), 1);
     assert!(can_log_in(&wharf));
 }

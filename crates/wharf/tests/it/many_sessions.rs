@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 
+use wharf_test_support::process::{open_fds as fds, rss_kib, within};
+
 use crate::*;
 
 /// Sessions at once: AWS Transfer Family's quota per server, and wharf's
@@ -47,34 +49,8 @@ fn sessions() -> usize {
         .max(200)
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
-}
-
-fn fds(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count()
-}
-
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
-}
-
-/// Polls `check` every 50 ms until it holds, or panics after `limit`
-/// with `what()`.
-fn within(limit: Duration, what: impl Fn() -> String, mut check: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !check() {
-        assert!(start.elapsed() < limit, "{}: not within {limit:?}", what());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    start.elapsed()
 }
 
 /// Raises this process's soft descriptor limit to the hard one, so that the
