@@ -6,6 +6,8 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -124,6 +126,20 @@ Subsystem sftp internal-sftp -d {store}
         if "Server listening" in line:
             break
     return proc, port
+
+
+def transfer_setup(work_root, size_mib):
+    """What a transfer benchmark starts from: the release binary, a work
+    directory under `work_root` with a client key and a host key, and a
+    random source file of `size_mib` MiB. Returns (binary, work, key, src)."""
+    print("building wharf (release)...", file=sys.stderr)
+    binary = build_wharf()
+    work = tempfile.mkdtemp(prefix="wharf-bench-", dir=work_root)
+    key = keygen(os.path.join(work, "client"))
+    keygen(os.path.join(work, "hostkey"))
+    src = os.path.join(work, "src.bin")
+    write_random(src, size_mib)
+    return binary, work, key, src
 
 
 def write_random(path, mib):

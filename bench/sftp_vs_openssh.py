@@ -20,9 +20,8 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 
-from common import Processes, build_wharf, descendants, keygen, rss_kib, sftp, start_sshd, start_wharf, write_random
+from common import Processes, descendants, rss_kib, sftp, start_sshd, start_wharf, transfer_setup
 
 
 def idle_rss(server_pid, port, user, key, sessions, with_children):
@@ -61,13 +60,7 @@ def main():
     parser.add_argument("--work", default="/dev/shm")
     args = parser.parse_args()
 
-    print("building wharf (release)...", file=sys.stderr)
-    binary = build_wharf()
-    work = tempfile.mkdtemp(prefix="wharf-bench-", dir=args.work)
-    key = keygen(os.path.join(work, "client"))
-    keygen(os.path.join(work, "hostkey"))
-    src = os.path.join(work, "src.bin")
-    write_random(src, args.size_mib)
+    binary, work, key, src = transfer_setup(args.work, args.size_mib)
     size = args.size_mib << 20
     procs = Processes()
     try:

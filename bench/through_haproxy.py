@@ -21,10 +21,9 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from common import Processes, build_wharf, free_port, keygen, sftp, start_sshd, start_wharf, write_random
+from common import Processes, free_port, sftp, start_sshd, start_wharf, transfer_setup
 
 
 def start_haproxy(procs, work, routes):
@@ -65,13 +64,7 @@ def main():
     parser.add_argument("--work", default="/dev/shm")
     args = parser.parse_args()
 
-    print("building wharf (release)...", file=sys.stderr)
-    binary = build_wharf()
-    work = tempfile.mkdtemp(prefix="wharf-bench-", dir=args.work)
-    key = keygen(os.path.join(work, "client"))
-    keygen(os.path.join(work, "hostkey"))
-    src = os.path.join(work, "src.bin")
-    write_random(src, args.size_mib)
+    binary, work, key, src = transfer_setup(args.work, args.size_mib)
     size = args.size_mib << 20
     procs = Processes()
     with open(key + ".pub") as f:
