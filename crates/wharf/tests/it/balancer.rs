@@ -322,7 +322,7 @@ fn a_node_killed_mid_upload_leaves_no_object_and_disturbs_only_its_own_sessions(
     let limit = ["-l", "16000"];
     let mut on_a = sftp_child(haproxy.frontend(0), CLIENT, "put huge.bin\n", dir, &limit);
     let mut on_b = sftp_child(haproxy.frontend(1), CLIENT, "put middle.bin\n", dir, &limit);
-    // Both multipart uploads exist (a part of each is written).
+    // Both are in flight: each has begun its multipart upload.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let keys: Vec<String> = moto
