@@ -2,7 +2,9 @@
 //! package (`scripts/setup-test-env` installs it), run in the foreground
 //! (`haproxy -db -f CFG`) with a configuration of its own in a temporary
 //! directory: one TCP frontend per [`Route`], each forwarding to wharf with
-//! a PROXY protocol header (`send-proxy-v2`, or `send-proxy` for v1).
+//! a PROXY protocol header (`send-proxy-v2`, or `send-proxy` for v1): to
+//! one server, or round-robin over several ([`Route::balance`]: several
+//! wharf nodes behind one address).
 //!
 //! Frontends listen on 127.0.0.1: on a free port picked at start, or on a
 //! range of ports given by the test (FTP passive ports: the server is then
@@ -43,8 +45,9 @@ enum Bind {
 #[derive(Debug, Clone)]
 pub struct Route {
     bind: Bind,
-    /// `IP:PORT`, or `IP` alone with [`Bind::Range`].
-    server: String,
+    /// `IP:PORT` each, or `IP` alone with [`Bind::Range`]; several are
+    /// balanced round-robin.
+    servers: Vec<String>,
     header: Header,
 }
 
@@ -52,9 +55,18 @@ impl Route {
     /// A frontend on a free 127.0.0.1 port that forwards to `server` with a
     /// v2 header.
     pub fn to(server: SocketAddr) -> Route {
+        Route::balance(&[server])
+    }
+
+    /// A frontend on a free 127.0.0.1 port that forwards each new
+    /// connection to the next of `servers` in turn (`balance roundrobin`:
+    /// with HAProxy's single thread here, consecutive connections go to
+    /// consecutive servers), with a v2 header.
+    pub fn balance(servers: &[SocketAddr]) -> Route {
+        assert!(!servers.is_empty(), "a route needs a server");
         Route {
             bind: Bind::Free,
-            server: server.to_string(),
+            servers: servers.iter().map(SocketAddr::to_string).collect(),
             header: Header::V2,
         }
     }
@@ -65,7 +77,7 @@ impl Route {
     pub fn ports(range: &str, server: IpAddr) -> Route {
         Route {
             bind: Bind::Range(range.to_owned()),
-            server: server.to_string(),
+            servers: vec![server.to_string()],
             header: Header::V2,
         }
     }
@@ -128,9 +140,11 @@ fn config(dir: &Path, routes: &[Route], ports: &[Option<u16>]) -> String {
         };
         text.push_str(&format!(
             "frontend f{i}\n    bind 127.0.0.1:{bind}\n    default_backend b{i}\n\
-             backend b{i}\n    server s{i} {server} {send}\n",
-            server = route.server
+             backend b{i}\n    balance roundrobin\n"
         ));
+        for (j, server) in route.servers.iter().enumerate() {
+            text.push_str(&format!("    server s{i}_{j} {server} {send}\n"));
+        }
     }
     text
 }

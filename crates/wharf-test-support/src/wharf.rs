@@ -441,10 +441,22 @@ fn ssh_options(command: &mut Command, login: &Login, dir: &Path) {
 /// An OpenSSH `sftp` session held open: its batch comes from stdin, which
 /// stays open until the child is dropped or its stdin closed.
 pub fn sftp_session(port: u16, user: &str, login: &Login, dir: &Path) -> std::process::Child {
+    sftp_session_with(port, user, login, dir, &[])
+}
+
+/// [`sftp_session`] with `extra` options (e.g. `-o BindAddress=...`).
+pub fn sftp_session_with(
+    port: u16,
+    user: &str,
+    login: &Login,
+    dir: &Path,
+    extra: &[&str],
+) -> std::process::Child {
     let mut command = Command::new(require("sftp"));
     ssh_options(&mut command, login, dir);
     command
         .args(["-P", &port.to_string(), "-b", "-"])
+        .args(extra)
         .arg(format!("{user}@127.0.0.1"))
         .current_dir(dir)
         .stdin(std::process::Stdio::piped())
@@ -503,4 +515,15 @@ pub fn python(script: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("python: {e}"))
+}
+
+/// Runs `curl -s -S --max-time 60 ARGS` in `dir` (FTP and FTPS tests).
+pub fn curl(args: &[&str], dir: &Path) -> Output {
+    Command::new(require("curl"))
+        .args(["-s", "-S", "--max-time", "60"])
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("curl: {e}"))
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod admin;
+mod balancer;
 mod cli;
 mod cluster;
 mod defences;

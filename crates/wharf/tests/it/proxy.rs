@@ -7,11 +7,11 @@
 
 use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use wharf_test_support::haproxy::{Haproxy, Header, Route};
+use wharf_test_support::wharf::curl;
 
 use crate::*;
 
@@ -221,16 +221,6 @@ fn bans_apply_to_the_carried_address_not_to_the_balancer() {
             && l["reason"].as_str().is_some_and(|r| r.contains("banned"))
     });
     assert_eq!(refused["protocol"], "FTP");
-}
-
-fn curl(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new("curl")
-        .args(["-s", "-S", "--max-time", "60"])
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
 }
 
 #[test]
