@@ -3,17 +3,9 @@
 
 use std::process::{Command, Stdio};
 
-use crate::*;
+use wharf_test_support::wharf::curl;
 
-fn curl(args: &[&str], dir: &Path) -> std::process::Output {
-    Command::new("curl")
-        .args(["-s", "-S", "--max-time", "60"])
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
-}
+use crate::*;
 
 #[test]
 fn the_same_user_reaches_the_same_files_over_sftp_and_ftps() {
