@@ -133,27 +133,17 @@ fn close_the_loop() -> String {
 }
 
 fn person(uid: &str, ou: &str, number: u32, keys: &[&str]) -> String {
-    let mut ldif = format!(
-        "dn: uid={uid},{ou},{SUFFIX}
-objectClass: inetOrgPerson
-objectClass: posixAccount
-objectClass: ldapPublicKey
-uid: {uid}
-cn: {uid}
-sn: {uid}
-uidNumber: {number}
-gidNumber: 100
-homeDirectory: /default/{uid}
-employeeType: transfer-users
-departmentNumber: {number}
-userPassword: {uid}-Pass-1
-"
-    );
-    for key in keys {
-        ldif.push_str(&format!("sshPublicKey: {key}\n"));
-    }
-    ldif.push('\n');
-    ldif
+    let number_text = number.to_string();
+    wharf_test_support::ldap::person(
+        uid,
+        ou,
+        number,
+        keys,
+        &[
+            ("employeeType", "transfer-users"),
+            ("departmentNumber", &number_text),
+        ],
+    )
 }
 
 fn context() -> ValidationContext {

@@ -53,6 +53,32 @@ objectclass ( 1.3.6.1.4.1.24552.500.1.1.2.0 NAME 'ldapPublicKey' SUP top AUXILIA
 ";
 
 /// A running slapd.
+/// The LDIF entry of a directory user `uid` under `ou` (e.g. `ou=people`)
+/// of [`SUFFIX`]: inetOrgPerson, posixAccount (`uidNumber` `number`, home
+/// `/default/UID`) and ldapPublicKey (`keys` as `sshPublicKey`), password
+/// `UID-Pass-1`, plus the `extra` attributes; ends with a blank line, so
+/// entries can be concatenated.
+pub fn person(uid: &str, ou: &str, number: u32, keys: &[&str], extra: &[(&str, &str)]) -> String {
+    let mut ldif = format!(
+        "dn: uid={uid},{ou},{SUFFIX}\n\
+         objectClass: inetOrgPerson\n\
+         objectClass: posixAccount\n\
+         objectClass: ldapPublicKey\n\
+         uid: {uid}\ncn: {uid}\nsn: {uid}\n\
+         uidNumber: {number}\ngidNumber: 100\n\
+         homeDirectory: /default/{uid}\n\
+         userPassword: {uid}-Pass-1\n"
+    );
+    for (attribute, value) in extra {
+        ldif.push_str(&format!("{attribute}: {value}\n"));
+    }
+    for key in keys {
+        ldif.push_str(&format!("sshPublicKey: {key}\n"));
+    }
+    ldif.push('\n');
+    ldif
+}
+
 pub struct Slapd {
     child: Option<Child>,
     ldap_port: u16,

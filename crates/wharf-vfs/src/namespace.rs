@@ -52,6 +52,14 @@ pub struct Mount {
     pub inner_anchor: Option<String>,
 }
 
+impl Mount {
+    /// True for the entry of a directory mapping itself (`is_mount_point`
+    /// from [`Resolved::Object`]): a directory, whatever lies at its key.
+    pub fn is_directory_entry(&self, is_mount_point: bool) -> bool {
+        is_mount_point && self.kind == MountKind::Directory
+    }
+}
+
 /// Where a visible path leads.
 #[derive(Debug)]
 pub enum Resolved<'a> {

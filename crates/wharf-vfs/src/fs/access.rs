@@ -9,7 +9,7 @@ use wharf_storage::Key;
 use super::UserFs;
 use crate::authorize::{AccessRequest, Action};
 use crate::error::{Error, ErrorKind, Result};
-use crate::namespace::{Mount, MountKind, Resolved};
+use crate::namespace::{Mount, Resolved};
 use crate::path::VirtualPath;
 use crate::quota::Taken;
 
@@ -79,15 +79,11 @@ impl UserFs {
                 mount,
                 key,
                 is_mount_point,
-            } => {
-                if is_mount_point && mount.kind == MountKind::Directory {
-                    return Err(Error::new(
-                        ErrorKind::IsADirectory,
-                        format!("{path}: is a mapped directory"),
-                    ));
-                }
-                Ok((mount, key))
-            }
+            } if !mount.is_directory_entry(is_mount_point) => Ok((mount, key)),
+            Resolved::Object { .. } => Err(Error::new(
+                ErrorKind::IsADirectory,
+                format!("{path}: is a mapped directory"),
+            )),
         }
     }
 

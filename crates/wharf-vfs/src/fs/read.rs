@@ -13,7 +13,7 @@ use super::log::{elapsed_ms, store_path};
 use super::{Metadata, UserFs};
 use crate::authorize::{AccessRequest, Action};
 use crate::error::{Error, ErrorKind, Result};
-use crate::namespace::{MountKind, Resolved};
+use crate::namespace::Resolved;
 use crate::path::VirtualPath;
 use crate::quota::Taken;
 
@@ -23,24 +23,18 @@ impl UserFs {
     pub async fn open_read(&self, path: &VirtualPath) -> Result<FileReader> {
         let (mount, key) = match self.resolve(path)? {
             Resolved::Unmapped => return Err(Error::not_found(path)),
-            Resolved::Virtual => {
-                return Err(Error::new(
-                    ErrorKind::IsADirectory,
-                    format!("{path}: is a directory"),
-                ));
-            }
             Resolved::Object {
                 mount,
                 key,
                 is_mount_point,
-            } => {
-                if is_mount_point && mount.kind == MountKind::Directory {
-                    return Err(Error::new(
-                        ErrorKind::IsADirectory,
-                        format!("{path}: is a directory"),
-                    ));
-                }
-                (mount, key)
+            } if !mount.is_directory_entry(is_mount_point) => (mount, key),
+            // A directory that exists for what lies below it, or a
+            // directory mapping's own entry.
+            Resolved::Virtual | Resolved::Object { .. } => {
+                return Err(Error::new(
+                    ErrorKind::IsADirectory,
+                    format!("{path}: is a directory"),
+                ));
             }
         };
         let object_tags = self.object_tags(mount, &key).await?;

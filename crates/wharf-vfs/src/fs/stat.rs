@@ -10,7 +10,7 @@ use super::log::store_path;
 use super::{Metadata, UserFs};
 use crate::authorize::{AccessRequest, Action};
 use crate::error::{Error, Result};
-use crate::namespace::{Mount, MountKind, Resolved};
+use crate::namespace::{Mount, Resolved};
 use crate::path::VirtualPath;
 
 impl UserFs {
@@ -36,9 +36,7 @@ impl UserFs {
                     Some(meta) => Ok(meta.into()),
                     // A mapping target or a PATH home that does not exist
                     // yet is an empty directory.
-                    None if (is_mount_point && mount.kind == MountKind::Directory)
-                        || path == self.home() =>
-                    {
+                    None if mount.is_directory_entry(is_mount_point) || path == self.home() => {
                         Ok(Metadata::directory())
                     }
                     None => Err(Error::not_found(path)),

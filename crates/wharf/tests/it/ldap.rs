@@ -13,26 +13,14 @@ const SERVICE_DN: &str = "cn=wharf,ou=services,dc=example,dc=com";
 const SERVICE_PASSWORD: &str = "svc-Secret-77";
 
 fn person(uid: &str, keys: &[&str]) -> String {
-    let mut ldif = format!(
-        "dn: uid={uid},ou=people,{SUFFIX}
-objectClass: inetOrgPerson
-objectClass: posixAccount
-objectClass: ldapPublicKey
-uid: {uid}
-cn: {uid}
-sn: {uid}
-uidNumber: 1001
-gidNumber: 100
-homeDirectory: /default/{uid}
-departmentNumber: dept-{uid}
-userPassword: {uid}-Pass-1
-"
-    );
-    for key in keys {
-        ldif.push_str(&format!("sshPublicKey: {key}\n"));
-    }
-    ldif.push('\n');
-    ldif
+    let department = format!("dept-{uid}");
+    wharf_test_support::ldap::person(
+        uid,
+        "ou=people",
+        1001,
+        keys,
+        &[("departmentNumber", &department)],
+    )
 }
 
 fn directory(alice_key: &str) -> Slapd {
