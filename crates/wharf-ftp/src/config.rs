@@ -22,8 +22,9 @@ pub struct FtpsSection {
     pub private_key: Option<PathBuf>,
     #[serde(with = "values::ports")]
     pub passive_ports: RangeInclusive<u16>,
-    /// Announced in PASV/EPSV replies; `None`: the control connection's
-    /// local address.
+    /// Announced in PASV/EPSV replies; `None`: the address the client
+    /// connected to (the control connection's local address, or behind a
+    /// balancer the destination its PROXY header carried).
     #[serde(deserialize_with = "values::optional_string::deserialize")]
     pub passive_address: Option<String>,
     #[serde(deserialize_with = "resumption")]

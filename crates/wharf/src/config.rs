@@ -174,6 +174,37 @@ impl Config {
         }
     }
 
+    /// What a node of a cluster generates for itself although every node
+    /// must share it (SPEC 8: host keys and certificate by path, the same
+    /// `server_id`): one warning each, for `check-config` and `serve`.
+    /// Not errors: one node with a cluster database is a valid setup.
+    pub fn cluster_warnings(&self) -> Vec<String> {
+        if self.cluster_database().is_none() {
+            return Vec::new();
+        }
+        let mut warnings = Vec::new();
+        if self.server.server_id.is_none() {
+            warnings.push(
+                "[cluster]: server.server_id is not set, so each node generates its own and identity providers see a different serverId per node".to_owned(),
+            );
+        }
+        if self.sftp.is_some() && self.server.host_keys.is_empty() {
+            warnings.push(
+                "[cluster]: server.host_keys is not set, so each node generates its own SSH host keys and clients see the host key change with the node they land on".to_owned(),
+            );
+        }
+        if self
+            .ftps
+            .as_ref()
+            .is_some_and(|ftps| ftps.certificate.is_none())
+        {
+            warnings.push(
+                "[cluster]: protocols.ftps.certificate is not set, so each node generates its own self-signed certificate".to_owned(),
+            );
+        }
+        warnings
+    }
+
     /// `[cluster] database`, when set.
     pub fn cluster_database(&self) -> Option<&str> {
         self.cluster

@@ -108,6 +108,9 @@ fn run(cli: Cli) -> CommandResult {
             // Everything serve builds before it listens, without its side
             // effects: what this accepts, serve runs.
             wiring::ServePlan::build(&config).map_err(Failure::Config)?;
+            for warning in config.cluster_warnings() {
+                eprintln!("wharf: warning: {warning}");
+            }
             let source = config
                 .file
                 .as_ref()

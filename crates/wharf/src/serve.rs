@@ -160,6 +160,9 @@ pub async fn serve(config: Config) -> CommandResult {
     init_tracing();
     // The same checks as `check-config`, then what only serve does.
     let plan = wiring::ServePlan::build(&config).map_err(Failure::Config)?;
+    for warning in config.cluster_warnings() {
+        eprintln!("wharf: warning: {warning}");
+    }
     let node = crate::cluster::Node::join(config.cluster.as_ref()).await?;
     let (gateway, users) = plan
         .gateway

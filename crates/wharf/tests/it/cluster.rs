@@ -160,3 +160,54 @@ fn a_ban_on_one_node_is_applied_by_the_others() {
     );
     assert_eq!(login(&b, "127.0.0.3"), "ok");
 }
+
+/// SPEC 8: every node shares the host keys, the certificate and the server
+/// id. A node of a cluster that would generate its own is warned about, by
+/// `check-config` as by `serve`; the configuration stays valid (one node
+/// with a cluster database is a real setup).
+#[test]
+fn a_node_that_would_generate_what_nodes_share_is_warned() {
+    let cluster = "[cluster]\ndatabase = \"postgres://wharf@127.0.0.1:1/cluster\"\n";
+    let wharf = prepare(&format!(
+        "{cluster}[protocols.ftps]\nlisten = \"127.0.0.1:0\"\n"
+    ));
+    // basic_config sets host_keys: take them out.
+    let config = std::fs::read_to_string(wharf.config_path()).unwrap();
+    let without_keys: String = config
+        .lines()
+        .filter(|l| !l.starts_with("host_keys"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(wharf.config_path(), &without_keys).unwrap();
+    let out = wharf.cli(&["check-config"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warnings = stderr(&out);
+    for key in [
+        "server.server_id is not set",
+        "server.host_keys is not set",
+        "protocols.ftps.certificate is not set",
+    ] {
+        assert!(warnings.contains(key), "{warnings}");
+    }
+    // With them shared by path (SFTP only here), nothing to say.
+    let shared = prepare(cluster);
+    shared.add_server_keys("server_id = \"s-1234\"");
+    let out = shared.cli(&["check-config"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+    // Nor without a cluster, whatever is generated.
+    let alone = prepare("");
+    std::fs::write(
+        alone.config_path(),
+        std::fs::read_to_string(alone.config_path())
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("host_keys"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>(),
+    )
+    .unwrap();
+    let out = alone.cli(&["check-config"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
