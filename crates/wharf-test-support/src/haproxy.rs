@@ -49,6 +49,18 @@ pub struct Route {
     /// balanced round-robin.
     servers: Vec<String>,
     header: Header,
+    /// HAProxy health checks of the servers, as docs/deploy.md configures
+    /// them: `check`, and on a port of their own with `check-send-proxy`.
+    check: Check,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Check {
+    None,
+    /// On the server's own port.
+    Own,
+    /// On this port (a passive range, checked on its node's control port).
+    Port(u16),
 }
 
 impl Route {
@@ -68,6 +80,7 @@ impl Route {
             bind: Bind::Free,
             servers: servers.iter().map(SocketAddr::to_string).collect(),
             header: Header::V2,
+            check: Check::None,
         }
     }
 
@@ -79,7 +92,23 @@ impl Route {
             bind: Bind::Range(range.to_owned()),
             servers: vec![server.to_string()],
             header: Header::V2,
+            check: Check::None,
         }
+    }
+
+    /// The same route with HAProxy health checks of its servers every
+    /// 100 ms (on their own port; the PROXY header goes with the checks).
+    pub fn checked(mut self) -> Route {
+        self.check = Check::Own;
+        self
+    }
+
+    /// The same route with health checks every 100 ms on `port` of its
+    /// servers (`check port PORT check-send-proxy`: a passive range checked
+    /// on its node's control port).
+    pub fn checked_on(mut self, port: u16) -> Route {
+        self.check = Check::Port(port);
+        self
     }
 
     /// The same route with another header version.
@@ -142,8 +171,13 @@ fn config(dir: &Path, routes: &[Route], ports: &[Option<u16>]) -> String {
             "frontend f{i}\n    bind 127.0.0.1:{bind}\n    default_backend b{i}\n\
              backend b{i}\n    balance roundrobin\n"
         ));
+        let check = match route.check {
+            Check::None => String::new(),
+            Check::Own => " check inter 100ms".to_owned(),
+            Check::Port(port) => format!(" check port {port} check-send-proxy inter 100ms"),
+        };
         for (j, server) in route.servers.iter().enumerate() {
-            text.push_str(&format!("    server s{i}_{j} {server} {send}\n"));
+            text.push_str(&format!("    server s{i}_{j} {server} {send}{check}\n"));
         }
     }
     text
@@ -266,6 +300,31 @@ impl Haproxy {
     /// What it logged (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("haproxy.log")).unwrap_or_default()
+    }
+
+    /// Each server's status by its health checks (`UP`, `DOWN`, `no check`,
+    /// ...), from `show stat` on the stats socket.
+    pub fn server_statuses(&self) -> Vec<String> {
+        let Ok(mut stream) = UnixStream::connect(self.dir.path().join("admin.sock")) else {
+            return Vec::new();
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        if stream.write_all(b"show stat\n").is_err() {
+            return Vec::new();
+        }
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        // Columns: pxname, svname, ..., status (the 18th).
+        answer
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| {
+                let fields: Vec<&str> = l.split(',').collect();
+                let name = fields.get(1)?;
+                (*name != "FRONTEND" && *name != "BACKEND")
+                    .then(|| fields.get(17).map(|s| s.to_string()))?
+            })
+            .collect()
     }
 
     pub fn pid(&self) -> Option<u32> {

@@ -309,3 +309,52 @@ fn check_config_names_the_missing_trusted_peers() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// docs/deploy.md's health checks, through a real HAProxy: SFTP and the
+/// FTPS control port checked on their own port (HAProxy sends a v2 `LOCAL`
+/// header with each check), the passive range on the control port with
+/// `check-send-proxy`. Every server comes UP, and the checks are served
+/// quietly: no refusal counted, no log line.
+#[test]
+fn the_deployment_guide_s_health_checks_pass_quietly() {
+    let ports = wharf_test_support::tools::free_port_range(10);
+    let wharf = behind_proxy(
+        "127.0.0.1/32",
+        "admin_listen = \"127.0.0.1:0\"\n",
+        &format!("[protocols.ftps]\nlisten = \"127.0.0.3:0\"\npassive_ports = \"{ports}\"\n"),
+        &[],
+    );
+    let ftps = wharf.ftps.unwrap();
+    let haproxy = Haproxy::start(&[
+        Route::to(wharf.sftp.unwrap()).checked(),
+        Route::to(ftps).checked(),
+        Route::ports(&ports, "127.0.0.3".parse().unwrap()).checked_on(ftps.port()),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let statuses = haproxy.server_statuses();
+        if statuses.len() == 3 && statuses.iter().all(|s| s == "UP") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{statuses:?}\n{}\n{}",
+            haproxy.config(),
+            haproxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Two checks a server to come UP (HAProxy's `rise 2`): at least six
+    // checks served. None was refused, none logged. (A check without a
+    // header, which connects and closes at once, is quiet too: wharf counts
+    // a peer that left without a byte as nothing.)
+    let (_, samples) = crate::admin::scrape(&crate::admin::admin_address(&wharf));
+    for reason in ["untrusted_proxy", "proxy_header", "login_timeout"] {
+        assert_eq!(
+            samples[&format!("wharf_refusals_total{{reason=\"{reason}\"}}")],
+            0.0,
+            "{reason}"
+        );
+    }
+    assert!(wharf.log().is_empty(), "{:#?}", wharf.log());
+}
