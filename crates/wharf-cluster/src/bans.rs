@@ -152,17 +152,25 @@ async fn read(
     // Seconds since the epoch of the database's clock; none at first.
     let mut since: Option<f64> = None;
     let mut reads = 0u32;
+    // Whether the last read failed: a database that stays down is logged
+    // once, not four times a second, and its return once.
+    let mut failing = false;
     loop {
         tick.tick().await;
         match read_once(&pool, &node_id, since).await {
             Ok((now, bans)) => {
+                if std::mem::take(&mut failing) {
+                    tracing::info!("reading the other nodes' bans again");
+                }
                 since = Some(now - OVERLAP.as_secs_f64());
                 for ban in bans {
                     apply(ban);
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "could not read the other nodes' bans; retrying");
+                if !std::mem::replace(&mut failing, true) {
+                    tracing::warn!(error = %e, "cannot read the other nodes' bans; retrying every {poll_every:?}, bans decided here still hold here");
+                }
                 continue;
             }
         }
