@@ -14,6 +14,20 @@ use serde_json::Value;
 
 use self::unknown::unknown_fields;
 pub(crate) use self::unknown::unknown_fields_warning;
+
+/// The fields of the response contract (SPEC section 3), as the response
+/// object names them: what a provider's answer may hold, and what the
+/// ldap and sql providers may fill from attributes and columns.
+pub(crate) const RESPONSE_FIELDS: [&str; 8] = [
+    "Role",
+    "Policy",
+    "HomeDirectoryType",
+    "HomeDirectory",
+    "HomeDirectoryDetails",
+    "PublicKeys",
+    "PosixProfile",
+    "SessionTags",
+];
 use crate::{AuthorizedKey, Identity, PosixProfile, ValidationContext};
 
 /// The most public keys one response may hold.

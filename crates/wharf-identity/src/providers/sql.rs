@@ -76,17 +76,8 @@ const WAITING: u8 = 0;
 const CONNECTING: u8 = 1;
 const QUERYING: u8 = 2;
 
-/// The response fields a column may fill, as the response object names them.
-const FIELDS: [&str; 8] = [
-    "Role",
-    "Policy",
-    "HomeDirectoryType",
-    "HomeDirectory",
-    "HomeDirectoryDetails",
-    "PublicKeys",
-    "PosixProfile",
-    "SessionTags",
-];
+// The response fields a column may fill.
+use crate::response::RESPONSE_FIELDS as FIELDS;
 
 /// `[identity_provider]` with `type = "sql"`: the keys of SPEC section 2
 /// that only this provider reads (the common `timeout` is passed to

@@ -4,17 +4,6 @@
 
 use serde_json::Value;
 
-const KNOWN_FIELDS: [&str; 8] = [
-    "Role",
-    "Policy",
-    "HomeDirectoryType",
-    "HomeDirectory",
-    "HomeDirectoryDetails",
-    "PublicKeys",
-    "PosixProfile",
-    "SessionTags",
-];
-
 /// The most unknown field names one warning names.
 const MAX_NAMED_FIELDS: usize = 20;
 /// The most characters of one unknown field name a warning shows.
@@ -25,7 +14,7 @@ const MAX_NAME_CHARS: usize = 64;
 pub(crate) fn unknown_fields(object: &serde_json::Map<String, Value>) -> Vec<String> {
     object
         .keys()
-        .filter(|k| !KNOWN_FIELDS.contains(&k.as_str()))
+        .filter(|k| !super::RESPONSE_FIELDS.contains(&k.as_str()))
         .cloned()
         .collect()
 }

@@ -28,17 +28,8 @@ use crate::providers::ProviderConfigError;
 /// The attribute of `PublicKeys` unless mapped.
 pub const DEFAULT_PUBLIC_KEYS_ATTRIBUTE: &str = "sshPublicKey";
 
-/// The response fields that `attributes` may map.
-const FIELDS: [&str; 8] = [
-    "HomeDirectory",
-    "HomeDirectoryType",
-    "HomeDirectoryDetails",
-    "Role",
-    "Policy",
-    "PublicKeys",
-    "PosixProfile",
-    "SessionTags",
-];
+// The response fields that `attributes` may map.
+use crate::response::RESPONSE_FIELDS as FIELDS;
 
 /// One value of the `attributes` table: an attribute name, or a table
 /// (`SessionTags`: tag -> attribute; `PosixProfile`: Uid/Gid/SecondaryGids
