@@ -55,6 +55,36 @@ pub struct AccessRequest<'a> {
     pub object_tags: &'a [(String, String)],
 }
 
+impl<'a> AccessRequest<'a> {
+    /// `action` on `key` of `store`: no delimiter, no object tags (add them
+    /// with [`AccessRequest::listing`] and [`AccessRequest::with_tags`]).
+    pub fn new(action: Action, store: &'a str, key: &'a str) -> AccessRequest<'a> {
+        AccessRequest {
+            action,
+            store,
+            key,
+            delimiter: None,
+            object_tags: &[],
+        }
+    }
+
+    /// A directory listing: `s3:delimiter` `/`.
+    pub fn listing(self) -> AccessRequest<'a> {
+        AccessRequest {
+            delimiter: Some("/"),
+            ..self
+        }
+    }
+
+    /// With the object's tags (`s3:ExistingObjectTag/KEY`).
+    pub fn with_tags(self, object_tags: &'a [(String, String)]) -> AccessRequest<'a> {
+        AccessRequest {
+            object_tags,
+            ..self
+        }
+    }
+}
+
 impl AccessRequest<'_> {
     /// `arn:aws:s3:::STORE` for listings, `arn:aws:s3:::STORE/KEY` otherwise.
     pub fn resource_arn(&self) -> String {

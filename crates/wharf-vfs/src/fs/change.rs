@@ -31,13 +31,7 @@ impl UserFs {
         self.authorize(
             "DELETE",
             path,
-            AccessRequest {
-                action: Action::DeleteObject,
-                store: &mount.store.name,
-                key: key.as_str(),
-                delimiter: None,
-                object_tags: &[],
-            },
+            AccessRequest::new(Action::DeleteObject, &mount.store.name, key.as_str()),
         )?;
         let log_path = store_path(mount, &key);
         self.logged(
@@ -73,13 +67,7 @@ impl UserFs {
         self.authorize(
             "MKDIR",
             path,
-            AccessRequest {
-                action: Action::PutObject,
-                store: &mount.store.name,
-                key: &marker,
-                delimiter: None,
-                object_tags: &[],
-            },
+            AccessRequest::new(Action::PutObject, &mount.store.name, &marker),
         )?;
         let log_path = store_path(mount, &key);
         self.logged(
@@ -114,13 +102,7 @@ impl UserFs {
         self.authorize(
             "RMDIR",
             path,
-            AccessRequest {
-                action: Action::DeleteObject,
-                store: &mount.store.name,
-                key: &marker,
-                delimiter: None,
-                object_tags: &[],
-            },
+            AccessRequest::new(Action::DeleteObject, &mount.store.name, &marker),
         )?;
         match mount.store.store.head(&key).await? {
             None => return Err(Error::not_found(path)),
@@ -192,17 +174,13 @@ impl UserFs {
             self.authorize(
                 "RENAME",
                 path,
-                AccessRequest {
-                    action,
-                    store: &store.name,
-                    key,
-                    delimiter: None,
-                    object_tags: if action == Action::GetObject {
+                AccessRequest::new(action, &store.name, key).with_tags(
+                    if action == Action::GetObject {
                         &source_tags
                     } else {
                         &[]
                     },
-                },
+                ),
             )?;
         }
         let log_from = store_path(from_mount, &from_key);
@@ -250,13 +228,7 @@ impl UserFs {
         self.authorize(
             "RENAME",
             from,
-            AccessRequest {
-                action: Action::ListBucket,
-                store: &store.name,
-                key: &from_prefix,
-                delimiter: None,
-                object_tags: &[],
-            },
+            AccessRequest::new(Action::ListBucket, &store.name, &from_prefix),
         )?;
         let mut pending = vec![from_key.clone()];
         let mut seen = 0usize;
@@ -294,13 +266,7 @@ impl UserFs {
                         self.authorize(
                             "RENAME",
                             from,
-                            AccessRequest {
-                                action,
-                                store: &store.name,
-                                key,
-                                delimiter: None,
-                                object_tags: tags,
-                            },
+                            AccessRequest::new(action, &store.name, key).with_tags(tags),
                         )?;
                     }
                 }

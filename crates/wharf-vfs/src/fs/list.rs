@@ -47,13 +47,7 @@ impl UserFs {
                 self.authorize(
                     "LIST",
                     path,
-                    AccessRequest {
-                        action: Action::ListBucket,
-                        store: &mount.store.name,
-                        key: &prefix,
-                        delimiter: Some("/"),
-                        object_tags: &[],
-                    },
+                    AccessRequest::new(Action::ListBucket, &mount.store.name, &prefix).listing(),
                 )?;
                 let exists = if is_mount_point {
                     true
@@ -124,13 +118,9 @@ impl UserFs {
         let allowed = self
             .inner
             .authorizer
-            .authorize(&AccessRequest {
-                action: Action::ListBucket,
-                store: &mount.store.name,
-                key: &prefix,
-                delimiter: Some("/"),
-                object_tags: &[],
-            })
+            .authorize(
+                &AccessRequest::new(Action::ListBucket, &mount.store.name, &prefix).listing(),
+            )
             .is_ok();
         let store = if allowed && mount.store.store.head(key).await?.is_some() {
             Some(mount.store.store.list(key).await?)
@@ -166,13 +156,9 @@ impl UserFs {
         };
         self.inner
             .authorizer
-            .authorize(&AccessRequest {
-                action: Action::ListBucket,
-                store: &mount.store.name,
-                key: &prefix,
-                delimiter: Some("/"),
-                object_tags: &[],
-            })
+            .authorize(
+                &AccessRequest::new(Action::ListBucket, &mount.store.name, &prefix).listing(),
+            )
             .is_ok()
     }
 
@@ -180,13 +166,11 @@ impl UserFs {
         let key = crate::namespace::file_key(&mount.prefix).ok()?;
         self.inner
             .authorizer
-            .authorize(&AccessRequest {
-                action: Action::ListBucket,
-                store: &mount.store.name,
-                key: key.as_str(),
-                delimiter: None,
-                object_tags: &[],
-            })
+            .authorize(&AccessRequest::new(
+                Action::ListBucket,
+                &mount.store.name,
+                key.as_str(),
+            ))
             .ok()?;
         match mount.store.store.head(&key).await {
             Ok(Some(meta)) => Some(meta.into()),

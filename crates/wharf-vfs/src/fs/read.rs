@@ -41,13 +41,8 @@ impl UserFs {
         self.authorize(
             "OPEN",
             path,
-            AccessRequest {
-                action: Action::GetObject,
-                store: &mount.store.name,
-                key: key.as_str(),
-                delimiter: None,
-                object_tags: &object_tags,
-            },
+            AccessRequest::new(Action::GetObject, &mount.store.name, key.as_str())
+                .with_tags(&object_tags),
         )?;
         let handle = self.take_handle(path, "OPEN")?;
         let log_path = store_path(mount, &key);

@@ -47,13 +47,7 @@ impl UserFs {
 
     /// `stat`'s decision: a one-key listing, else a HeadObject.
     async fn authorize_stat(&self, path: &VirtualPath, mount: &Mount, key: &Key) -> Result<()> {
-        let listing = AccessRequest {
-            action: Action::ListBucket,
-            store: &mount.store.name,
-            key: key.as_str(),
-            delimiter: None,
-            object_tags: &[],
-        };
+        let listing = AccessRequest::new(Action::ListBucket, &mount.store.name, key.as_str());
         if self.inner.authorizer.authorize(&listing).is_ok() {
             return Ok(());
         }
@@ -95,13 +89,7 @@ impl UserFs {
         self.authorize(
             "SETSTAT",
             path,
-            AccessRequest {
-                action: Action::PutObject,
-                store: &mount.store.name,
-                key: key.as_str(),
-                delimiter: None,
-                object_tags: &[],
-            },
+            AccessRequest::new(Action::PutObject, &mount.store.name, key.as_str()),
         )?;
         let log_path = store_path(mount, &key);
         let store = &mount.store.store;

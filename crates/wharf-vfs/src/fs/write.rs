@@ -92,13 +92,7 @@ impl UserFs {
         self.authorize(
             "OPEN",
             path,
-            AccessRequest {
-                action: Action::PutObject,
-                store: &mount.store.name,
-                key: key.as_str(),
-                delimiter: None,
-                object_tags: &[],
-            },
+            AccessRequest::new(Action::PutObject, &mount.store.name, key.as_str()),
         )?;
         match mount.store.store.head(&key).await? {
             Some(meta) if meta.kind == Kind::Directory => {
