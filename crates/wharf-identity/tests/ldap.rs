@@ -9,24 +9,23 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+use common::{OTHER_KEY, key, password};
 use wharf_identity::{
-    Answer, Credential, Denial, Home, Identity, IdentityProvider, LdapConfig, LdapProvider,
-    LoginRequest, Password, Protocol, ValidationContext, authenticate, parse_public_key,
+    Answer, Denial, Home, Identity, IdentityProvider, LdapConfig, LdapProvider, LoginRequest,
+    ValidationContext, authenticate,
 };
 use wharf_test_support::ldap::{SUFFIX, Slapd};
 
 const ALICE_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG7SmEUZC9EGIHNN3JgWN0qF7lwqtWPhN8S+T04UqtJ5 alice@example";
-const OTHER_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl other";
-const ROLE_ARN: &str = "arn:aws:iam::000000000000:role/transfer-users";
 const SERVICE_DN: &str = "cn=wharf,ou=services,dc=example,dc=com";
 const SERVICE_PASSWORD: &str = "svc-Secret-77";
 const ALICE_PASSWORD: &str = "alice-Pass-1";
@@ -146,14 +145,13 @@ fn person(uid: &str, ou: &str, number: u32, keys: &[&str]) -> String {
     )
 }
 
+/// The tests' server: store `default`.
 fn context() -> ValidationContext {
-    ValidationContext {
-        stores: ["default".to_owned()].into_iter().collect(),
-        roles: [("transfer-users".to_owned(), ROLE_ARN.to_owned())]
-            .into_iter()
-            .collect(),
-        check_policy: None,
-    }
+    common::context(&["default"], false)
+}
+
+async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    common::within(BOUND, what, future).await
 }
 
 fn attributes() -> Value {
@@ -189,34 +187,6 @@ fn search_config(url: &str, extra: Value) -> LdapConfig {
 
 fn provider(config: LdapConfig, timeout: Duration) -> LdapProvider {
     LdapProvider::new(config, timeout).unwrap()
-}
-
-fn password(username: &str, password: &str) -> LoginRequest {
-    request(username, Credential::Password(Password::new(password)))
-}
-
-fn key(username: &str, key: &str) -> LoginRequest {
-    request(
-        username,
-        Credential::PublicKey(parse_public_key(key).unwrap()),
-    )
-}
-
-fn request(username: &str, credential: Credential) -> LoginRequest {
-    LoginRequest {
-        username: username.into(),
-        credential,
-        protocol: Protocol::Sftp,
-        source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
-        server_id: "s-ldap".into(),
-    }
-}
-
-async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(BOUND, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} took longer than {BOUND:?}"),
-    }
 }
 
 async fn login(

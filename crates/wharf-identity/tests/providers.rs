@@ -9,6 +9,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -23,74 +25,35 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use common::{CAROL_KEY, OTHER_KEY, key, password};
 use wharf_identity::{
     Answer, ApiGatewayConfig, ApiGatewayProvider, CachingProvider, CommandConfig, CommandProvider,
-    Credential, Denial, Home, Identity, IdentityProvider, LambdaConfig, LambdaProvider,
-    LoginRequest, Password, PasswordHeader, Protocol, ValidationContext, authenticate,
-    parse_public_key,
+    Denial, Home, Identity, IdentityProvider, LambdaConfig, LambdaProvider, LoginRequest,
+    PasswordHeader, Protocol, ValidationContext, authenticate,
 };
 
-const CAROL_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG7SmEUZC9EGIHNN3JgWN0qF7lwqtWPhN8S+T04UqtJ5 carol@example";
-const OTHER_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl other";
-const ROLE_ARN: &str = "arn:aws:iam::000000000000:role/transfer-users";
 /// The longest any single test step may take before the test fails.
 const BOUND: Duration = Duration::from_secs(30);
 /// What a provider may take beyond its timeout to deny.
+/// The tests' server: stores `default` and `reports`, session policies
+/// checked.
+fn context() -> ValidationContext {
+    common::context(&["default", "reports"], true)
+}
+
+async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    common::within(BOUND, what, future).await
+}
+
 const SLACK: Duration = Duration::from_millis(1500);
 
 // ---------------------------------------------------------------- helpers
-
-async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(BOUND, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} took longer than {BOUND:?}"),
-    }
-}
-
-fn context() -> ValidationContext {
-    ValidationContext {
-        stores: ["default", "reports"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        roles: [("transfer-users".to_owned(), ROLE_ARN.to_owned())]
-            .into_iter()
-            .collect(),
-        check_policy: Some(Arc::new(|policy: &Value| {
-            wharf_policy::Policy::from_value("Policy", policy, wharf_policy::PolicyKind::Session)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })),
-    }
-}
 
 #[test]
 fn the_example_role_policy_parses() {
     let text = std::fs::read_to_string(examples().join("transfer-users-role.json")).unwrap();
     wharf_policy::Policy::parse("transfer-users", &text, wharf_policy::PolicyKind::Identity)
         .unwrap();
-}
-
-fn login(username: &str, credential: Credential) -> LoginRequest {
-    LoginRequest {
-        username: username.into(),
-        credential,
-        protocol: Protocol::Sftp,
-        source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
-        server_id: "s-0123456789abcdef0".into(),
-    }
-}
-
-fn password(username: &str, password: &str) -> LoginRequest {
-    login(username, Credential::Password(Password::new(password)))
-}
-
-fn key(username: &str, line: &str) -> LoginRequest {
-    login(
-        username,
-        Credential::PublicKey(parse_public_key(line).unwrap()),
-    )
 }
 
 async fn run(

@@ -10,8 +10,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,18 +20,15 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::{AssertSqlSafe, ConnectOptions as _, Connection as _};
 
+use common::{CAROL_KEY, OTHER_KEY, ROLE_ARN, key, password};
 use wharf_identity::service_managed::{NewUser, ServiceManaged, UserStore};
 use wharf_identity::{
-    Answer, AuthorizedKey, Credential, Denial, Home, Identity, IdentityProvider, LoginRequest,
-    Password, Protocol, SqlConfig, SqlProvider, ValidationContext, authenticate, parse_public_key,
+    Answer, AuthorizedKey, Denial, Home, Identity, IdentityProvider, LoginRequest, Password,
+    SqlConfig, SqlProvider, ValidationContext, authenticate,
 };
 use wharf_test_support::postgres::{self, Postgres};
 use wharf_test_support::tools::venv_python;
 
-const CAROL_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG7SmEUZC9EGIHNN3JgWN0qF7lwqtWPhN8S+T04UqtJ5 carol@example";
-const OTHER_KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl other";
-const ROLE_ARN: &str = "arn:aws:iam::000000000000:role/transfer-users";
 /// The salt of the salted-digest table: a secret, never to be shown.
 const SALT: &str = "s4lt-of-the-legacy-table";
 /// The longest any single test step may take before the test fails.
@@ -55,49 +53,14 @@ const SCHEMES: [&str; 7] = [
 
 // ---------------------------------------------------------------- helpers
 
-async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(BOUND, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} took longer than {BOUND:?}"),
-    }
-}
-
+/// The tests' server: stores `default` and `reports`, session policies
+/// checked.
 fn context() -> ValidationContext {
-    ValidationContext {
-        stores: ["default", "reports"]
-            .into_iter()
-            .map(String::from)
-            .collect(),
-        roles: [("transfer-users".to_owned(), ROLE_ARN.to_owned())]
-            .into_iter()
-            .collect(),
-        check_policy: Some(Arc::new(|policy: &Value| {
-            wharf_policy::Policy::from_value("Policy", policy, wharf_policy::PolicyKind::Session)
-                .map(drop)
-                .map_err(|e| e.to_string())
-        })),
-    }
+    common::context(&["default", "reports"], true)
 }
 
-fn login(username: &str, credential: Credential) -> LoginRequest {
-    LoginRequest {
-        username: username.into(),
-        credential,
-        protocol: Protocol::Sftp,
-        source_ip: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10)),
-        server_id: "s-0123456789abcdef0".into(),
-    }
-}
-
-fn password(username: &str, password: &str) -> LoginRequest {
-    login(username, Credential::Password(Password::new(password)))
-}
-
-fn key(username: &str, line: &str) -> LoginRequest {
-    login(
-        username,
-        Credential::PublicKey(parse_public_key(line).unwrap()),
-    )
+async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
+    common::within(BOUND, what, future).await
 }
 
 type Outcome = (Option<Answer>, Result<Identity, Denial>);
