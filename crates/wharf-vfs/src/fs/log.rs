@@ -25,6 +25,18 @@ pub(super) fn elapsed_ms(since: Instant) -> u64 {
 }
 
 impl UserFs {
+    /// OPEN of the object at `path` (as the log names it) in `mode`.
+    pub(super) fn log_open(&self, path: &str, mode: &str) {
+        self.inner.audit.record(
+            Activity::Open,
+            &Event {
+                path: Some(path),
+                mode: Some(mode),
+                ..Event::default()
+            },
+        );
+    }
+
     pub(super) fn log_error(&self, operation: &str, path: &str, error: &Error) {
         self.inner.audit.record(
             Activity::Error,

@@ -56,14 +56,7 @@ impl UserFs {
                 return Err(error);
             }
         };
-        self.inner.audit.record(
-            Activity::Open,
-            &Event {
-                path: Some(&log_path),
-                mode: Some("READ"),
-                ..Event::default()
-            },
-        );
+        self.log_open(&log_path, "READ");
         Ok(FileReader {
             reader,
             handle: parking_lot::Mutex::new(Some(handle)),

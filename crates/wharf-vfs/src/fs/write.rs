@@ -136,14 +136,7 @@ impl UserFs {
                 return Err(error);
             }
         };
-        self.inner.audit.record(
-            Activity::Open,
-            &Event {
-                path: Some(&log_path),
-                mode: Some(&options.mode_label()),
-                ..Event::default()
-            },
-        );
+        self.log_open(&log_path, &options.mode_label());
         Ok(FileWriter {
             writer: Some(writer),
             _handle: handle,
