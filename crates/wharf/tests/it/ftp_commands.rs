@@ -5,23 +5,11 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::policy::{SHARED_ROLE, add_scoped_user};
 use crate::*;
 
 /// How long a reply or a data connection may take (a deadline, not a wait).
 const DEADLINE: Duration = Duration::from_secs(20);
-
-const WHOLE_STORE: &str = r#"{"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "s3:*",
-     "Resource": ["arn:aws:s3:::default", "arn:aws:s3:::default/*"]}]}"#;
-
-/// The AWS Transfer Family scope-down policy: the home directory's
-/// contents, not the home directory's own key.
-const SCOPE_DOWN: &str = r#"{"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Action": "s3:ListBucket",
-     "Resource": "arn:aws:s3:::${transfer:HomeBucket}",
-     "Condition": {"StringLike": {"s3:prefix": ["${transfer:HomeFolder}/*", "${transfer:HomeFolder}"]}}},
-    {"Effect": "Allow", "Action": ["s3:PutObject", "s3:GetObject", "s3:DeleteObject"],
-     "Resource": "arn:aws:s3:::${transfer:HomeDirectory}/*"}]}"#;
 
 /// Plain FTP with ONE passive port; alice and bob (PATH homes
 /// /default/home/NAME under a shared role and the scope-down policy).
@@ -32,22 +20,9 @@ fn server() -> (Wharf, u16) {
         "[protocols.ftp]\nlisten = \"127.0.0.1:0\"\npassive_ports = \"{ports}\"\n\n\
          [roles.transfer]\npolicies = [\"role.json\"]\n"
     ));
-    std::fs::write(wharf.path("role.json"), WHOLE_STORE).unwrap();
-    std::fs::write(wharf.path("scope-down.json"), SCOPE_DOWN).unwrap();
-    let scope = format!("@{}", wharf.path("scope-down.json").display());
+    std::fs::write(wharf.path("role.json"), SHARED_ROLE).unwrap();
     for user in ["alice", "bob"] {
-        wharf.add_user(
-            user,
-            Some(&format!("{user}-pw")),
-            &[
-                "--home-directory",
-                &format!("/default/home/{user}"),
-                "--role",
-                "transfer",
-                "--policy",
-                &scope,
-            ],
-        );
+        add_scoped_user(&wharf, user, &[]);
     }
     (wharf.start(), only)
 }

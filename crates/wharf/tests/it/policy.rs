@@ -23,12 +23,12 @@ fn check(wharf: &Wharf, user: &str, password: &str, specs: &[&str]) {
     );
 }
 
-const SHARED_ROLE: &str = r#"{"Version": "2012-10-17", "Statement": [
+pub(crate) const SHARED_ROLE: &str = r#"{"Version": "2012-10-17", "Statement": [
     {"Sid": "WholeStore", "Effect": "Allow", "Action": "s3:*",
      "Resource": ["arn:aws:s3:::default", "arn:aws:s3:::default/*"]}]}"#;
 
 /// The AWS Transfer Family scope-down policy, as the docs write it.
-const SCOPE_DOWN: &str = r#"{"Version": "2012-10-17", "Statement": [
+pub(crate) const SCOPE_DOWN: &str = r#"{"Version": "2012-10-17", "Statement": [
     {"Sid": "AllowListingOfUserFolder", "Effect": "Allow", "Action": "s3:ListBucket",
      "Resource": "arn:aws:s3:::${transfer:HomeBucket}",
      "Condition": {"StringLike": {"s3:prefix": ["${transfer:HomeFolder}/*", "${transfer:HomeFolder}"]}}},
@@ -53,6 +53,24 @@ const ABAC_BUCKET: &str = r#"{"Version": "2012-10-17", "Statement": [
     {"Sid": "NobodyDeletes", "Effect": "Deny", "Principal": "*", "Action": "s3:DeleteObject",
      "Resource": "arn:aws:s3:::shared/*"}]}"#;
 
+/// Adds `user` (password `USER-pw`, PATH home `/default/home/USER`, role
+/// `transfer`) under the scope-down policy, with `extra` arguments.
+pub(crate) fn add_scoped_user(wharf: &Wharf, user: &str, extra: &[&str]) {
+    std::fs::write(wharf.path("scope-down.json"), SCOPE_DOWN).unwrap();
+    let scope = format!("@{}", wharf.path("scope-down.json").display());
+    let home = format!("/default/home/{user}");
+    let mut args = vec![
+        "--home-directory",
+        &home,
+        "--role",
+        "transfer",
+        "--policy",
+        &scope,
+    ];
+    args.extend_from_slice(extra);
+    wharf.add_user(user, Some(&format!("{user}-pw")), &args);
+}
+
 fn server() -> Wharf {
     let wharf = prepare(
         r#"
@@ -68,23 +86,8 @@ tags = { department = "finance" }
     );
     std::fs::write(wharf.path("shared-role.json"), SHARED_ROLE).unwrap();
     std::fs::write(wharf.path("abac-bucket.json"), ABAC_BUCKET).unwrap();
-    std::fs::write(wharf.path("scope-down.json"), SCOPE_DOWN).unwrap();
-    let scope = format!("@{}", wharf.path("scope-down.json").display());
     for (user, team) in [("alice", "blue"), ("bob", "red")] {
-        wharf.add_user(
-            user,
-            Some(&format!("{user}-pw")),
-            &[
-                "--home-directory",
-                &format!("/default/home/{user}"),
-                "--role",
-                "transfer",
-                "--policy",
-                &scope,
-                "--tag",
-                &format!("team={team}"),
-            ],
-        );
+        add_scoped_user(&wharf, user, &["--tag", &format!("team={team}")]);
     }
     // carol has the role but no scope-down policy and no tags.
     wharf.add_user(
