@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _};
 
 pub use self::bans::{Bans, RemoteBan};
 pub use self::leases::{Claim, LeaseTiming, Leases};
@@ -59,6 +60,17 @@ impl Database {
         let options = PgConnectOptions::from_str(database)
             .map_err(|e| ClusterError(format!("cluster.database is not a PostgreSQL URL: {e}")))?
             .application_name("wharf-cluster");
+        // One connection first: a pool that cannot connect reports only
+        // that it timed out, where this says why (refused, bad password...).
+        let probe = tokio::time::timeout(acquire_timeout, options.connect())
+            .await
+            .map_err(|_| {
+                ClusterError(format!(
+                    "cannot reach the cluster database: no answer within {acquire_timeout:?}"
+                ))
+            })?
+            .map_err(|e| ClusterError(format!("cannot reach the cluster database: {e}")))?;
+        let _ = probe.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(6)
             .acquire_timeout(acquire_timeout)

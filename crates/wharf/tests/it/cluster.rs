@@ -211,3 +211,28 @@ fn a_node_that_would_generate_what_nodes_share_is_warned() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
 }
+
+/// A cluster database that cannot be reached stops `serve` at start with
+/// the reason (not the pool's "timed out"), and never shows the password.
+#[test]
+fn an_unreachable_cluster_database_stops_serve_with_the_reason() {
+    // A port nothing listens on: bound, then closed.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let wharf = prepare(&format!(
+        "[cluster]\ndatabase = \"postgres://wharf:s3cret-PW@127.0.0.1:{port}/cluster\"\n"
+    ));
+    wharf.add_server_keys("server_id = \"s-1234\"");
+    let out = wharf.cli(&["serve"], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains("cluster.database: cannot reach the cluster database")
+            && text.to_lowercase().contains("refused"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cret-PW"), "{text}");
+}
